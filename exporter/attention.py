@@ -1,0 +1,141 @@
+"""Conformer self-attention with the four position-embedding types, written to be traced.
+
+Parameter names match transformers' ``Wav2Vec2BertSelfAttention`` so its state
+dicts load with ``strict=True``. Differences from transformers are in *how*
+values are computed, never in what:
+
+* relative_key (Shaw): transformers builds a [T, T, head_dim] tensor of distance
+  embeddings (576 MB fp32 per layer at 30 s). Distances are clamped to
+  [-left, right], so only left+right+1 embeddings exist: we compute Q·Eᵀ as
+  (B, H, T, R) and gather by clamped distance.
+* relative (Transformer-XL): the skew ("shift trick") is a gather by index
+  T-1-i+j, and the sinusoid table is computed for the actual length instead of
+  being cached for max_source_positions.
+* rotary: cos/sin are computed from the actual length each call; transformers
+  caches them keyed on a Python int, which tracing bakes into the graph.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import W2VBertConfig
+
+# Additive mask for padded keys. Finite on purpose: finfo.min + score overflows to
+# -inf in fp16 and a fully masked row would then give NaN; -1e4 already makes
+# exp() underflow to exactly 0 in fp32 and fp16 for any realistic score.
+MASK_VALUE = -1.0e4
+
+
+def additive_key_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, T) 0/1 mask -> (B, 1, 1, T) additive bias: 0 for real frames, MASK_VALUE for padding."""
+    return ((1.0 - mask.to(dtype)) * MASK_VALUE)[:, None, None, :]
+
+
+def relative_sinusoids(length: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """Transformer-XL table for relative positions T-1 ... -(T-1): (1, 2T-1, dim).
+
+    Bit-identical to transformers' cached table: the same fp32 products feed sin/cos.
+    """
+    positions = (length - 1 - torch.arange(2 * length - 1)).to(torch.float32)  # (2T-1,)
+    div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.int64).float() * -(math.log(10000.0) / dim))
+    angles = positions[:, None] * div_term[None, :]  # (2T-1, dim/2)
+    table = torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1)  # (2T-1, dim/2, 2)
+    return table.reshape(1, -1, dim).to(dtype)  # interleave: sin at even, cos at odd
+
+
+def rotary_tables(length: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(2, 1, T, 1, head_dim): cos and sin for positions 0..T-1, shaped for (B, T, H, D)."""
+    time_stamps = torch.arange(length).to(inv_freq.dtype)
+    freqs = time_stamps[:, None] * inv_freq[None, :]  # (T, D/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, D)
+    return torch.stack((emb.cos(), emb.sin()))[:, None, :, None, :].to(dtype)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: W2VBertConfig, is_adapter_attention: bool = False):
+        super().__init__()
+        hidden = config.output_hidden_size if is_adapter_attention else config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_size = hidden // self.num_heads
+        self.scaling = self.head_size ** -0.5
+        # The adapter's attention never uses position embeddings (as in transformers).
+        self.position_embeddings_type = None if is_adapter_attention else config.position_embeddings_type
+
+        self.linear_q = nn.Linear(hidden, hidden)
+        self.linear_k = nn.Linear(hidden, hidden)
+        self.linear_v = nn.Linear(hidden, hidden)
+        self.linear_out = nn.Linear(hidden, hidden)
+
+        if self.position_embeddings_type == "relative":
+            self.linear_pos = nn.Linear(hidden, hidden, bias=False)
+            self.pos_bias_u = nn.Parameter(torch.zeros(self.num_heads, self.head_size))
+            self.pos_bias_v = nn.Parameter(torch.zeros(self.num_heads, self.head_size))
+        if self.position_embeddings_type == "relative_key":
+            self.left_max = config.left_max_position_embeddings
+            self.right_max = config.right_max_position_embeddings
+            self.distance_embedding = nn.Embedding(config.num_relative_positions, self.head_size)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[0], x.shape[1]
+        return x.reshape(b, t, self.num_heads, self.head_size).transpose(1, 2)  # (B, H, T, D)
+
+    def forward(self, hidden: torch.Tensor, key_bias: torch.Tensor | None,
+                position_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden (B, T, C); key_bias (B, 1, 1, T) additive or None; returns (B, T, C)."""
+        query_key_input = hidden
+        if self.position_embeddings_type == "rotary":
+            query_key_input = self._rotate(hidden, position_embeddings)
+        q = self._heads(self.linear_q(query_key_input))
+        k = self._heads(self.linear_k(query_key_input))
+        v = self._heads(self.linear_v(hidden))
+
+        position_bias = None
+        if self.position_embeddings_type == "relative":
+            q, position_bias = self._relative(q, position_embeddings)
+        elif self.position_embeddings_type == "relative_key":
+            position_bias = self._relative_key(q)
+
+        scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling  # (B, H, T, T)
+        if position_bias is not None:
+            scores = scores + position_bias
+        if key_bias is not None:
+            scores = scores + key_bias
+        probs = torch.softmax(scores, dim=-1)
+        out = torch.matmul(probs, v).transpose(1, 2)  # (B, T, H, D)
+        out = out.reshape(out.shape[0], out.shape[1], self.num_heads * self.head_size)  # (B, T, C)
+        return self.linear_out(out)
+
+    def _rotate(self, hidden: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
+        b, t = hidden.shape[0], hidden.shape[1]
+        x = hidden.reshape(b, t, self.num_heads, self.head_size)  # (B, T, H, D)
+        half = self.head_size // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        x = x * tables[0] + rotated * tables[1]
+        return x.reshape(b, t, self.num_heads * self.head_size)
+
+    def _relative(self, q: torch.Tensor, sinusoids: torch.Tensor):
+        """Transformer-XL: returns (q + u, scaled matrix-bd bias (B, H, T, T))."""
+        t = q.shape[2]
+        pos = self.linear_pos(sinusoids)  # (1, 2T-1, C)
+        pos = pos.reshape(1, -1, self.num_heads, self.head_size).permute(0, 2, 3, 1)  # (1, H, D, 2T-1)
+        bd = torch.matmul(q + self.pos_bias_v[None, :, None, :], pos)  # (B, H, T, 2T-1)
+        # The skew: column n of bd is relative position T-1-n, and entry (i, j) needs i-j.
+        rows = torch.arange(t)[:, None]
+        cols = torch.arange(t)[None, :]
+        index = (t - 1 - rows + cols).expand(bd.shape[0], bd.shape[1], t, t)  # (B, H, T, T)
+        bias = torch.gather(bd, 3, index) * self.scaling
+        return q + self.pos_bias_u[None, :, None, :], bias
+
+    def _relative_key(self, q: torch.Tensor) -> torch.Tensor:
+        """Shaw: bias[b,h,i,j] = scaling * q[b,h,i] · E[clamp(j-i)] without a (T, T, D) tensor."""
+        t = q.shape[2]
+        per_distance = torch.matmul(q, self.distance_embedding.weight.t())  # (B, H, T, R)
+        positions = torch.arange(t)
+        distance = positions[None, :] - positions[:, None]  # (T, T): j - i
+        index = torch.clamp(distance, -self.left_max, self.right_max) + self.left_max
+        index = index.expand(q.shape[0], q.shape[1], t, t)  # (B, H, T, T)
+        return torch.gather(per_distance, 3, index) * self.scaling

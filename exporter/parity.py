@@ -1,0 +1,94 @@
+"""Compare any backend's outputs with the reference; the one home of parity tolerances.
+
+Tolerances are per comparison kind ("precision") and per output name. A failing
+comparison reports max abs / max rel error and the index where the worst abs
+error sits, so a regression points at a frame and a channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.errors import ParityError
+
+# max abs error allowed, per comparison and per output (default key "*").
+TOLERANCES: dict[str, dict[str, float]] = {
+    # our PyTorch reference vs transformers' PyTorch implementation
+    "reference": {"*": 1e-5},
+    # exported fp32 ONNX run by onnxruntime vs our PyTorch reference
+    "fp32": {"*": 1e-4},
+}
+
+
+def tolerance(precision: str, output: str) -> float:
+    if precision not in TOLERANCES:
+        raise KeyError(f"no parity tolerance for precision {precision!r}; known: {sorted(TOLERANCES)}")
+    table = TOLERANCES[precision]
+    return table.get(output, table["*"])
+
+
+@dataclass
+class OutputDiff:
+    name: str
+    max_abs: float
+    max_rel: float
+    where: tuple[int, ...]
+    tolerance: float
+    shape_ok: bool = True
+    finite: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.shape_ok and self.finite and self.max_abs <= self.tolerance
+
+    def row(self) -> str:
+        status = "ok" if self.ok else "FAIL"
+        if not self.shape_ok:
+            return f"{self.name:<20} shape mismatch {'':>34} {status}"
+        return (f"{self.name:<20} max_abs={self.max_abs:.3e} max_rel={self.max_rel:.3e} "
+                f"at {self.where} tol={self.tolerance:.0e} {status}")
+
+
+def diff(name: str, reference: np.ndarray, candidate: np.ndarray, tol: float) -> OutputDiff:
+    reference = np.asarray(reference, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    if reference.shape != candidate.shape:
+        return OutputDiff(name, float("inf"), float("inf"), (), tol, shape_ok=False)
+    # A non-finite value where the reference is finite is a failure whatever the tolerance.
+    finite = not bool(np.any(~np.isfinite(candidate) & np.isfinite(reference)))
+    if reference.size == 0:
+        return OutputDiff(name, 0.0, 0.0, (), tol, finite=finite)
+    err = np.abs(reference - candidate)
+    err = np.where(np.isnan(reference) & np.isnan(candidate), 0.0, err)
+    where = np.unravel_index(int(np.nanargmax(err)), err.shape)
+    rel = err / np.maximum(np.abs(reference), 1e-6)
+    return OutputDiff(name, float(np.nanmax(err)), float(np.nanmax(rel)),
+                      tuple(int(i) for i in where), tol, finite=finite)
+
+
+def compare(reference: dict, candidate: dict, precision: str, label: str = "") -> list[OutputDiff]:
+    """Diff every reference output; missing candidate outputs count as failures."""
+    rows = []
+    for name, ref in reference.items():
+        tol = tolerance(precision, name)
+        if name not in candidate:
+            rows.append(OutputDiff(name, float("inf"), float("inf"), (), tol, shape_ok=False))
+            continue
+        rows.append(diff(name, _numpy(ref), _numpy(candidate[name]), tol))
+    return rows
+
+
+def assert_close(reference: dict, candidate: dict, precision: str, label: str = "") -> list[OutputDiff]:
+    rows = compare(reference, candidate, precision, label)
+    if not all(r.ok for r in rows):
+        table = "\n  ".join(r.row() for r in rows)
+        raise ParityError(f"parity check failed ({precision}{', ' + label if label else ''}):\n  {table}")
+    return rows
+
+
+def _numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)

@@ -1,0 +1,71 @@
+"""Shared builders: tiny seeded transformers checkpoints saved into tmp dirs."""
+
+from __future__ import annotations
+
+import pytest
+
+HF_CLASSES = {
+    "Model": "Wav2Vec2BertModel",
+    "CTC": "Wav2Vec2BertForCTC",
+    "SequenceClassification": "Wav2Vec2BertForSequenceClassification",
+    "AudioFrameClassification": "Wav2Vec2BertForAudioFrameClassification",
+    "XVector": "Wav2Vec2BertForXVector",
+}
+POSITION_TYPES = [None, "relative", "relative_key", "rotary"]
+
+
+def tiny_config_dict(position=None, adapter=None, **overrides) -> dict:
+    """A 2-layer config; adapter is None, "same" (output == hidden) or "wider" (48 != 32)."""
+    config = dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+        conv_depthwise_kernel_size=5, position_embeddings_type=position, vocab_size=11,
+        tdnn_dim=[16, 16, 24], tdnn_kernel=[3, 1, 1], tdnn_dilation=[1, 2, 1], xvector_output_dim=12,
+        classifier_proj_size=10, num_labels=3, left_max_position_embeddings=6,
+        right_max_position_embeddings=3, max_source_positions=200,
+    )
+    if adapter:
+        config.update(add_adapter=True, num_adapter_layers=2,
+                      output_hidden_size=32 if adapter == "same" else 48)
+    config.update(overrides)
+    return config
+
+
+def make_hf_model(head: str, config: dict, seed: int = 0):
+    """A transformers model with every parameter perturbed (zero-initialised biases hide bugs)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    hf_config = transformers.Wav2Vec2BertConfig(**config)
+    model = getattr(transformers, HF_CLASSES[head])(hf_config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.1)
+    return model
+
+
+@pytest.fixture
+def hf_checkpoint(tmp_path):
+    """Factory: save a perturbed transformers model; returns (dir, hf_model)."""
+
+    def build(head="Model", position="relative_key", adapter=None, **overrides):
+        model = make_hf_model(head, tiny_config_dict(position, adapter, **overrides))
+        path = tmp_path / f"ckpt-{head}-{position}-{adapter}"
+        model.save_pretrained(path)
+        return path, model
+
+    return build
+
+
+def padded_batch(frames: int, seed: int = 0, feature_dim: int = 160):
+    """3 utterances of frames, ~70% and ~50% of frames, right-padded, with their mask."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((3, frames, feature_dim)).astype(np.float32)
+    mask = np.ones((3, frames), dtype=np.int64)
+    mask[1, int(frames * 0.7):] = 0
+    mask[2, frames // 2:] = 0
+    features[mask == 0] = 0.0
+    return features, mask

@@ -1,0 +1,38 @@
+"""The runtime must import where torch (and transformers) cannot be imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+BLOCKER = textwrap.dedent("""
+    import sys
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split('.')[0] in ('torch', 'transformers'):
+                raise ImportError('blocked for this test: ' + name)
+            return None
+    sys.meta_path.insert(0, _Block())
+""")
+
+
+def run_blocked(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_import_runtime_without_torch():
+    result = run_blocked("""
+        import runtime, runtime.errors
+        import sys
+        assert 'torch' not in sys.modules and 'transformers' not in sys.modules
+        print('ok')
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_blocker_really_blocks_torch():
+    result = run_blocked("import torch")
+    assert result.returncode != 0 and "blocked for this test" in result.stderr
