@@ -1,0 +1,166 @@
+"""Artifact directory: manifest assembly and atomic placement.
+
+Everything is written into a hidden staging directory next to OUT and renamed
+into place only after every check passed, so OUT is either the previous
+artifact or the complete new one -- never half-written. Staging directories
+carry the writer's PID; ones left by a killed export are removed on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import ExportError
+from runtime.manifest import MANIFEST_NAME, SCHEMA, SCHEMA_VERSION, file_entry
+from runtime.shapes import min_frames, output_length_formula
+
+from .config import W2VBertConfig
+
+log = logging.getLogger("w2vbert")
+
+# SeamlessM4TFeatureExtractor defaults, overridden by a checkpoint's preprocessor_config.json.
+PREPROCESSOR_DEFAULTS = {
+    "feature_extractor_type": "SeamlessM4TFeatureExtractor",
+    "sampling_rate": 16000, "feature_size": 80, "num_mel_bins": 80, "stride": 2,
+    "padding_value": 0.0, "padding_side": "right", "return_attention_mask": True,
+    "do_normalize_per_mel_bins": True,
+}
+
+
+def preprocessor_params(checkpoint_dir: Path | None) -> dict[str, Any]:
+    params = dict(PREPROCESSOR_DEFAULTS)
+    if checkpoint_dir is not None and (checkpoint_dir / "preprocessor_config.json").is_file():
+        try:
+            params.update(json.loads((checkpoint_dir / "preprocessor_config.json").read_text()))
+        except json.JSONDecodeError as exc:
+            raise ExportError(f"{checkpoint_dir / 'preprocessor_config.json'} is not valid JSON: {exc}") from exc
+    return params
+
+
+def io_spec(config: W2VBertConfig, head: str) -> tuple[list[dict], list[dict]]:
+    """Names, dtypes and symbolic shapes of the model interface."""
+    feat = config.feature_projection_input_dim
+    inputs = [{"name": "input_features", "dtype": "float32", "shape": ["batch", "frames", feat]},
+              {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "frames"]}]
+    out_frames = "output_frames" if config.add_adapter else "frames"
+    width = config.output_hidden_size if config.add_adapter else config.hidden_size
+    shapes = {
+        "Model": {"last_hidden_state": ["batch", out_frames, width]},
+        "CTC": {"logits": ["batch", out_frames, config.vocab_size]},
+        "SequenceClassification": {"logits": ["batch", config.num_labels]},
+        "AudioFrameClassification": {"logits": ["batch", "frames", config.num_labels]},
+        "XVector": {"logits": ["batch", config.xvector_output_dim],
+                    "embeddings": ["batch", config.xvector_output_dim]},
+    }[head]
+    outputs = [{"name": name, "dtype": "float32", "shape": shape} for name, shape in shapes.items()]
+    return inputs, outputs
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for dist in ("w2vbert-deploy", "torch", "onnx", "onnxruntime", "onnxsim", "transformers"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def build_manifest(config: W2VBertConfig, head: str, source: str, opset: int,
+                   preprocessor: dict, variants: dict, side_files: list[str]) -> dict[str, Any]:
+    inputs, outputs = io_spec(config, head)
+    config_dict = config.to_dict()
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "head": head,
+        "config": config_dict,
+        "preprocessor": preprocessor,
+        "inputs": inputs,
+        "outputs": outputs,
+        "output_length_formula": output_length_formula(config_dict),
+        "min_frames": min_frames(config_dict, head),
+        "labels": config_dict["id2label"] if head in ("SequenceClassification", "AudioFrameClassification") else None,
+        "vocab_file": "vocab.json" if "vocab.json" in side_files else None,
+        "opset": opset,
+        "versions": tool_versions(),
+        "variants": variants,
+        "files": {},
+    }
+
+
+def finish_manifest(staging: Path, manifest: dict[str, Any]) -> None:
+    """List every file of the staging dir with sha256 and size, then write manifest.json."""
+    manifest["files"] = {p.name: file_entry(p) for p in sorted(staging.iterdir())
+                         if p.is_file() and p.name != MANIFEST_NAME}
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def copy_side_files(checkpoint_dir: Path | None, staging: Path, names: tuple[str, ...]) -> list[str]:
+    copied = []
+    if checkpoint_dir is not None:
+        for name in names:
+            if (checkpoint_dir / name).is_file():
+                shutil.copyfile(checkpoint_dir / name, staging / name)
+                copied.append(name)
+    return copied
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> None:
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            pid = int(stale.name.split("-")[-2])
+        except (ValueError, IndexError):
+            continue
+        if not _pid_alive(pid):
+            log.info("removing %s left by an interrupted export", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_output(out: Path, force: bool):
+    """Yield a staging dir; on success atomically replace `out` with it, on error remove it."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise ExportError(f"output {out} already exists; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output {out} exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; an artifact is meant to be shared
+    try:
+        yield staging
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(staging, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

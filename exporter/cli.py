@@ -1,0 +1,114 @@
+"""`w2vbert` command line: a thin shell over exporter/ and runtime/ functions.
+
+torch is imported only by the commands that need it, so `w2vbert inspect`
+works with the runtime alone. User errors print one line and exit with the
+error type's code; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from runtime.errors import W2VBertError
+
+log = logging.getLogger("w2vbert")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except W2VBertError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print errors and results.")
+@click.pass_context
+def main(ctx, debug, quiet):
+    """Export Wav2Vec2-BERT checkpoints to verified ONNX artifacts and run them."""
+    ctx.obj = {"debug": debug}
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[w2vbert] %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+@main.command()
+@click.argument("source", required=False)
+@click.option("-o", "--out", required=True, type=click.Path(), help="Artifact directory to write.")
+@click.option("--head", type=click.Choice(["Model", "CTC", "SequenceClassification",
+                                          "AudioFrameClassification", "XVector"]),
+              help="Override the head named by config.json `architectures`.")
+@click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (>= 17).")
+@click.option("--precision", default="fp32", show_default=True,
+              help="Comma-separated precisions to export (this version: fp32).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def export(source, out, head, opset, precision, force):
+    """Export SOURCE (checkpoint dir or preset; default: the bundled model) to OUT.
+
+    SOURCE is a Hugging Face checkpoint directory (config.json + model.safetensors)
+    or a preset: `tiny`, `w2v-bert-2.0` (random weights, the 600M architecture).
+    """
+    from exporter.export import export as run_export
+
+    precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
+    path = run_export(source, out, head=head, opset=opset, precisions=precisions, force=force)
+    _print_summary(path)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--source", help="Checkpoint dir or preset to compare with (default: the one in the manifest).")
+@click.option("--precision", default="fp32", show_default=True)
+def verify(artifact, source, precision):
+    """Re-run parity of ARTIFACT against the PyTorch reference (needs the export extra)."""
+    from exporter.verify import verify_artifact
+
+    rows = verify_artifact(artifact, source=source, precision=precision)
+    for row in rows:
+        click.echo(row.row())
+    click.echo(f"{artifact}: {precision} parity ok")
+
+
+@main.command()
+@click.argument("artifact", type=click.Path())
+def inspect(artifact):
+    """Print the manifest summary of ARTIFACT (runtime only, no torch)."""
+    _print_summary(artifact)
+
+
+def _print_summary(path) -> None:
+    from runtime.manifest import load_manifest
+
+    manifest = load_manifest(path)
+    data, config = manifest.data, manifest.config
+    click.echo(f"artifact   {manifest.root}")
+    click.echo(f"head       {data['head']}   source {data.get('source')}   opset {data.get('opset')}")
+    click.echo(f"model      {config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
+               f"{config['num_attention_heads']} heads, position {config['position_embeddings_type']}, "
+               f"adapter {'yes' if config['add_adapter'] else 'no'}")
+    for spec in data["inputs"]:
+        click.echo(f"input      {spec['name']:<18} {spec['dtype']:<8} {spec['shape']}")
+    for spec in data["outputs"]:
+        click.echo(f"output     {spec['name']:<18} {spec['dtype']:<8} {spec['shape']}")
+    click.echo(f"lengths    {data.get('output_length_formula')}; min frames {data.get('min_frames')}")
+    for precision, variant in data["variants"].items():
+        size = sum(data["files"][f]["bytes"] for f in variant["files"]) / 1e6
+        parity = ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in variant.get("parity", {}).items())
+        click.echo(f"variant    {precision:<6} {variant['file']:<22} {size:9.1f} MB  target {variant['target']}"
+                   f"  max abs err: {parity}")
+    versions = ", ".join(f"{k} {v}" for k, v in data.get("versions", {}).items())
+    click.echo(f"versions   {versions}")
+
+
+if __name__ == "__main__":
+    main()

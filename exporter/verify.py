@@ -1,0 +1,36 @@
+"""`w2vbert verify`: re-check an artifact's integrity and its parity with the reference."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from runtime.errors import ArtifactError, CheckpointError
+from runtime.manifest import load_manifest
+
+from .checkpoint import load_model
+from .export import PARITY_FRAMES, onnx_parity
+from .parity import OutputDiff
+
+log = logging.getLogger("w2vbert")
+
+
+def verify_artifact(artifact: str | Path, source: str | None = None, precision: str = "fp32",
+                    frames=PARITY_FRAMES) -> list[OutputDiff]:
+    manifest = load_manifest(artifact)
+    variant = manifest.variant(precision)
+    log.info("checking sha256 of %s", ", ".join(variant["files"]))
+    manifest.verify()
+    source = source or manifest.data.get("source")
+    source = None if source == "default" else source
+    try:
+        model = load_model(source, head=manifest.head)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}. The artifact was exported from {manifest.data.get('source')!r}; "
+                              "pass --source to compare against a checkpoint elsewhere") from exc
+    if model.config.to_dict() != manifest.config:
+        raise ArtifactError(f"the config of {source!r} differs from the artifact's config: it is not the "
+                            "checkpoint this artifact was exported from")
+    log.info("parity of %s vs the PyTorch reference at %s frames", variant["file"], list(frames))
+    return onnx_parity(model, manifest.safe_path(variant["file"]), manifest.data["min_frames"],
+                       precision=precision, frames=frames)
