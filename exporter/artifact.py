@@ -102,6 +102,10 @@ def build_manifest(config: W2VBertConfig, head: str, source: str, opset: int,
 
 def finish_manifest(staging: Path, manifest: dict[str, Any]) -> None:
     """List every file of the staging dir with sha256 and size, then write manifest.json."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in staging.iterdir():
+        path.chmod(0o666 & ~umask)  # onnx writes external data owner-only; artifacts are shared
     manifest["files"] = {p.name: file_entry(p) for p in sorted(staging.iterdir())
                          if p.is_file() and p.name != MANIFEST_NAME}
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")

@@ -157,3 +157,20 @@ def test_help_on_every_command():
     for command in ([], ["export"], ["verify"], ["inspect"]):
         result = run_cli(*command, "--help")
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_xvector_min_frames_is_enforced_and_sufficient(hf_checkpoint, tmp_path):
+    from runtime import InputError, Session
+
+    path, _ = hf_checkpoint("XVector", "relative_key", "same")
+    out = tmp_path / "a"
+    assert run_cli("export", path, "-o", out).exit_code == 0
+    session = Session(out)
+    n = session.min_frames
+    features, _ = padded_batch(n + 5)
+    mask = np.ones((3, n + 5), np.int64)
+    mask[2, n:] = 0
+    assert np.isfinite(session.run(features, mask)["embeddings"]).all()
+    mask[2, n - 1:] = 0
+    with pytest.raises(InputError, match=f"utterance 2 has {n - 1} real frames; this model needs at least {n}"):
+        session.run(features, mask)
