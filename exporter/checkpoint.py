@@ -28,9 +28,16 @@ SIDE_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json",
               "preprocessor_config.json", "added_tokens.json")
 
 
+# The trained fixture model shipped as package data (benchmarks/fixtures/make_fixture.py).
+BUNDLED = Path(__file__).resolve().parent / "data" / "w2vbert-digits"
+
+
 def default_source() -> str:
-    """What `w2vbert export` uses without SOURCE: the tiny preset until a trained fixture ships."""
-    return "tiny"
+    """What `w2vbert export` uses without SOURCE: the bundled trained CTC model."""
+    if not (BUNDLED / "config.json").is_file():
+        raise CheckpointError(f"the bundled model is missing from {BUNDLED}; reinstall w2vbert-deploy "
+                              "or pass a SOURCE")
+    return str(BUNDLED)
 
 
 def resolve_source(source: str | Path | None) -> tuple[str, Path | None]:

@@ -34,7 +34,7 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx, debug, quiet):
     """Export Wav2Vec2-BERT checkpoints to verified ONNX artifacts and run them."""
-    ctx.obj = {"debug": debug}
+    ctx.obj = {"debug": debug, "quiet": quiet}
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[w2vbert] %(message)s"))
     log.handlers[:] = [handler]
@@ -52,7 +52,9 @@ def main(ctx, debug, quiet):
 @click.option("--precision", default="fp32", show_default=True,
               help="Comma-separated precisions to export (this version: fp32).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def export(source, out, head, opset, precision, force):
+@click.option("--with-frontend", is_flag=True,
+              help="Also write model.fp32.frontend.onnx: raw 16 kHz samples in, head outputs out.")
+def export(source, out, head, opset, precision, force, with_frontend):
     """Export SOURCE (checkpoint dir or preset; default: the bundled model) to OUT.
 
     SOURCE is a Hugging Face checkpoint directory (config.json + model.safetensors)
@@ -61,7 +63,8 @@ def export(source, out, head, opset, precision, force):
     from exporter.export import export as run_export
 
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
-    path = run_export(source, out, head=head, opset=opset, precisions=precisions, force=force)
+    path = run_export(source, out, head=head, opset=opset, precisions=precisions, force=force,
+                      with_frontend=with_frontend)
     _print_summary(path)
 
 
@@ -84,6 +87,33 @@ def verify(artifact, source, precision):
 def inspect(artifact):
     """Print the manifest summary of ARTIFACT (runtime only, no torch)."""
     _print_summary(artifact)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path())
+@click.argument("audio", nargs=-1, required=True, type=click.Path())
+@click.option("--precision", default="fp32", show_default=True, help="Artifact variant to run.")
+@click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "tensorrt"]))
+@click.option("--threads", type=int, help="onnxruntime intra-op threads (default: all cores).")
+@click.option("--batch-size", default=8, show_default=True, help="Utterances (or chunks) per model call.")
+@click.option("--chunk-seconds", default=30.0, show_default=True, help="CTC: chunk length for long audio.")
+@click.option("--overlap-seconds", default=2.0, show_default=True, help="CTC: context on each side of a chunk.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--out-dir", type=click.Path(), default="embeddings", show_default=True,
+              help="Where XVector / Model outputs are saved as <audio name>.npy.")
+@click.pass_context
+def transcribe(ctx, artifact, audio, precision, provider, threads, batch_size, chunk_seconds, overlap_seconds,
+               as_json, out_dir):
+    """Run ARTIFACT on AUDIO files: text (CTC), labels (classification) or embeddings (XVector).
+
+    wav / flac / ogg; other sample rates are resampled to 16 kHz; multi-channel files use the
+    first channel (as transformers does).
+    """
+    from exporter.cli_audio import run_transcribe
+
+    run_transcribe(artifact, list(audio), precision=precision, provider=provider, threads=threads,
+                   batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
+                   as_json=as_json, out_dir=out_dir, progress=not ctx.obj["quiet"])
 
 
 def _print_summary(path) -> None:

@@ -46,22 +46,54 @@ def example_batch(frames: int, feature_dim: int, min_frames: int, seed: int = 0)
     return features, mask
 
 
-def trace_to_onnx(model: torch.nn.Module, path: Path, opset: int, min_frames: int) -> None:
-    """TorchScript trace with dynamic batch/frames axes (external data scattered if > 2 GB)."""
-    config = model.config
-    features, mask = example_batch(max(TRACE_FRAMES, min_frames), config.feature_projection_input_dim, min_frames)
-    names = list(OUTPUT_NAMES[model.head])
-    dynamic = {"input_features": {0: "batch", 1: "frames"}, "attention_mask": {0: "batch", 1: "frames"}}
+def trace(module: torch.nn.Module, args: tuple, path: Path, opset: int, input_names: list[str],
+          output_names: list[str], dynamic: dict) -> None:
+    """TorchScript trace with named dynamic axes (external data scattered if > 2 GB; consolidated later)."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TracerWarnings on shape reads are expected; parity checks them
+            torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
+
+
+def output_axes(model: torch.nn.Module, names) -> dict:
+    axes = {}
     for name in names:
-        dynamic[name] = {0: "batch"}
-        if model.head in ("Model", "CTC", "AudioFrameClassification"):
-            dynamic[name][1] = "output_frames" if config.add_adapter else "frames"
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # TracerWarnings on shape reads are expected and checked by parity
-        torch.onnx.export(model, (torch.from_numpy(features), torch.from_numpy(mask)), str(path),
-                          input_names=["input_features", "attention_mask"], output_names=names,
-                          dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True,
-                          dynamo=False)
+        axes[name] = {0: "batch"}
+        if model.head in ("Model", "CTC", "AudioFrameClassification") and name != "output_lengths":
+            axes[name][1] = "output_frames" if model.config.add_adapter else "frames"
+    return axes
+
+
+def trace_to_onnx(model: torch.nn.Module, path: Path, opset: int, min_frames: int) -> None:
+    """The features-in model: input_features (B, T, 160), attention_mask (B, T)."""
+    features, mask = example_batch(max(TRACE_FRAMES, min_frames), model.config.feature_projection_input_dim,
+                                   min_frames)
+    names = list(OUTPUT_NAMES[model.head])
+    dynamic = {"input_features": {0: "batch", 1: "frames"}, "attention_mask": {0: "batch", 1: "frames"},
+               **output_axes(model, names)}
+    trace(model, (torch.from_numpy(features), torch.from_numpy(mask)), path, opset,
+          ["input_features", "attention_mask"], names, dynamic)
+
+
+def build_variant(staging: Path, name: str, tracer, metadata: dict[str, str]) -> list[str]:
+    """Trace into staging/.raw, consolidate to staging/name, run onnx.checker; returns file names."""
+    raw_dir = staging / ".raw"  # inside staging: an interrupted export leaves nothing elsewhere
+    raw_dir.mkdir()
+    tracer(raw_dir / "model.onnx")
+    files = consolidate(raw_dir / "model.onnx", staging / name, metadata)
+    shutil.rmtree(raw_dir)
+    log.info("checking %s with onnx.checker (full check)", name)
+    check_onnx(staging / name)
+    return files
+
+
+def parity_record(rows: list[OutputDiff]) -> dict:
+    for row in rows:
+        log.info("  %s", row.row())
+    return {r.name: {"max_abs": r.max_abs, "max_rel": r.max_rel, "tolerance": r.tolerance} for r in rows}
 
 
 def consolidate(raw: Path, final: Path, metadata: dict[str, str]) -> list[str]:
@@ -128,8 +160,12 @@ def _metadata(config, head: str, manifest: dict) -> dict[str, str]:
 
 
 def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None = None,
-           opset: int = DEFAULT_OPSET, precisions=PRECISIONS, force: bool = False) -> Path:
-    """Export `source` (checkpoint dir, preset name, or the bundled default) to an artifact at `out`."""
+           opset: int = DEFAULT_OPSET, precisions=PRECISIONS, force: bool = False,
+           with_frontend: bool = False) -> Path:
+    """Export `source` (checkpoint dir, preset name, or the bundled default) to an artifact at `out`.
+
+    `with_frontend` also writes `model.fp32.frontend.onnx`, whose inputs are raw samples.
+    """
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ExportError(f"precision {unknown} not supported; this version exports {', '.join(PRECISIONS)}")
@@ -150,26 +186,17 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
         manifest = artifact.build_manifest(config, head, label, opset,
                                            preprocessor, {}, side)
         name = "model.fp32.onnx"
-        raw_dir = staging / ".raw"  # inside staging: an interrupted export leaves nothing elsewhere
-        raw_dir.mkdir()
         log.info("tracing %s head to ONNX (opset %d)", head, opset)
-        try:
-            trace_to_onnx(model, raw_dir / "model.onnx", opset, manifest["min_frames"])
-        except Exception as exc:
-            raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
-        files = consolidate(raw_dir / "model.onnx", staging / name, _metadata(config, head, manifest))
-        shutil.rmtree(raw_dir)
-        log.info("checking %s with onnx.checker (full check)", name)
-        check_onnx(staging / name)
+        files = build_variant(staging, name, lambda p: trace_to_onnx(model, p, opset, manifest["min_frames"]),
+                              _metadata(config, head, manifest))
         log.info("parity vs the PyTorch reference at %s frames (batch 3, padded)", list(PARITY_FRAMES))
         rows = onnx_parity(model, staging / name, manifest["min_frames"])
-        for row in rows:
-            log.info("  %s", row.row())
-        manifest["variants"]["fp32"] = {
-            "file": name, "files": files, "target": "ort", "precision": "fp32",
-            "parity": {r.name: {"max_abs": r.max_abs, "max_rel": r.max_rel, "tolerance": r.tolerance}
-                       for r in rows},
-        }
+        manifest["variants"]["fp32"] = {"file": name, "files": files, "target": "ort", "precision": "fp32",
+                                        "parity": parity_record(rows)}
+        if with_frontend:
+            from .export_frontend import add_frontend_variant
+
+            add_frontend_variant(model, staging, manifest, opset, _metadata(config, head, manifest))
         artifact.finish_manifest(staging, manifest)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - started)
     return out

@@ -74,3 +74,24 @@ def check_mask(mask, batch: int, frames: int, min_frames: int) -> np.ndarray:
         raise InputError(f"utterance {i} has {int(lengths[i])} real frames; this model needs at least "
                          f"{min_frames} (audio too short)")
     return m
+
+
+def check_waveform(waveform, lengths, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> float32 (B, S) and int64 (B,) lengths, each in [min_samples, S]."""
+    w = _as_array(waveform, "waveform")
+    if w.ndim == 1:
+        w = w[None]
+    if w.ndim != 2 or w.dtype.kind != "f":
+        raise InputError(f"waveform must be float [batch, samples], got shape {w.shape} dtype {w.dtype}")
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if not np.isfinite(w).all():
+        raise InputError("waveform holds NaN/Inf samples")
+    if lengths is None:
+        lengths = np.full(w.shape[0], w.shape[1], dtype=np.int64)
+    n = _as_array(lengths, "lengths")
+    if n.dtype.kind not in "iu" or n.shape != (w.shape[0],):
+        raise InputError(f"lengths must be integers of shape ({w.shape[0]},), got {n.dtype} {n.shape}")
+    if n.size and (n.max() > w.shape[1] or n.min() < min_samples):
+        raise InputError(f"lengths must lie in [{min_samples}, {w.shape[1]}] samples, got "
+                         f"[{n.min()}, {n.max()}] (audio too short, or lengths beyond the padded batch)")
+    return w, np.ascontiguousarray(n, dtype=np.int64)

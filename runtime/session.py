@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, DependencyError, InputError, require
-from .inputs import check_features, check_mask
+from .features import FRAME_LENGTH, HOP_LENGTH
+from .inputs import check_features, check_mask, check_waveform
 from .manifest import Manifest, load_manifest
 from .shapes import min_frames
 
@@ -51,9 +52,10 @@ class Session:
                 self.manifest.verify(variant["files"])
             model_path = self.manifest.safe_path(variant["file"])
             self.head, self.config = self.manifest.head, self.manifest.config
+            self.preprocessor = self.manifest.data["preprocessor"]
         elif path.is_file():
             model_path = path
-            self.head, self.config = _read_metadata(path)
+            self.head, self.config, self.preprocessor = _read_metadata(path)
         else:
             raise ArtifactError(f"{path} does not exist; expected an artifact directory or a .onnx file")
         self.precision = precision
@@ -61,31 +63,87 @@ class Session:
         self._session = _make_session(ort, model_path, provider, threads)
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
-        if self.input_names != ["input_features", "attention_mask"]:
+        self.raw_audio = self.input_names == ["waveform", "waveform_lengths"]
+        if self.input_names != ["input_features", "attention_mask"] and not self.raw_audio:
             raise ArtifactError(f"{model_path} has inputs {self.input_names}; expected "
-                                "['input_features', 'attention_mask']")
+                                "['input_features', 'attention_mask'] or ['waveform', 'waveform_lengths']")
         self.feature_dim = int(self.config["feature_projection_input_dim"])
         self.min_frames = min_frames(self.config, self.head)
 
     def run(self, input_features, attention_mask=None) -> dict[str, np.ndarray]:
         """input_features float [B, T, 160], attention_mask int/bool [B, T] or None -> outputs by name."""
+        if self.raw_audio:
+            raise InputError("this variant takes raw audio: call run_waveform(waveform, lengths), "
+                             "or load the 'fp32' variant for features")
         x = check_features(input_features, self.feature_dim)
         mask = check_mask(attention_mask, x.shape[0], x.shape[1], self.min_frames)
+        return self._run({"input_features": x, "attention_mask": mask}, x.shape)
+
+    def run_waveform(self, waveform, lengths=None) -> dict[str, np.ndarray]:
+        """Raw-audio variant: waveform float [B, samples] (16 kHz, right-padded), lengths int [B]."""
+        if not self.raw_audio:
+            raise InputError("this variant takes features; export with --with-frontend and load "
+                             "precision='fp32-frontend' for raw audio")
+        wave, lengths = check_waveform(waveform, lengths, self._min_samples())
+        return self._run({"waveform": wave, "waveform_lengths": lengths}, wave.shape)
+
+    def _min_samples(self) -> int:
+        stride = int(self.preprocessor.get("stride", 2))
+        return FRAME_LENGTH + HOP_LENGTH * (max(2, self.min_frames * stride) - 1)
+
+    def _run(self, feeds: dict, shape) -> dict[str, np.ndarray]:
         try:
-            values = self._session.run(None, {"input_features": x, "attention_mask": mask})
+            values = self._session.run(None, feeds)
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise InputError(f"onnxruntime failed on input of shape {x.shape}: {exc}") from exc
+            raise InputError(f"onnxruntime failed on input of shape {shape}: {exc}") from exc
         outputs = dict(zip(self.output_names, values))
         for name, value in outputs.items():
             if not np.isfinite(value).all():
-                raise InputError(f"output {name!r} holds NaN/Inf for input of shape {x.shape}; "
+                raise InputError(f"output {name!r} holds NaN/Inf for input of shape {shape}; "
                                  "the input is outside what this model handles")
         return outputs
 
     __call__ = run
 
+    # ------------------------------------------------------------------ audio in
+    def pipeline(self, **options):
+        """An :class:`runtime.pipeline.AudioPipeline` over this session (front end + decoding)."""
+        from .pipeline import AudioPipeline
 
-def _read_metadata(path: Path) -> tuple[str, dict[str, Any]]:
+        return AudioPipeline(self, **options)
+
+    def infer(self, audio, sampling_rate: int | None = None, **options) -> list:
+        """Waveforms (16 kHz float arrays) or sound-file paths -> one Result per utterance."""
+        pipe = self.pipeline(**options)
+        waves = _waves(audio, pipe.rate, sampling_rate)
+        return pipe(waves)
+
+    def transcribe(self, audio, sampling_rate: int | None = None, **options) -> list[str]:
+        """CTC heads: waveforms or sound-file paths -> text per utterance (long audio is chunked)."""
+        if self.head != "CTC":
+            raise InputError(f"transcribe needs a CTC head; this model's head is {self.head}")
+        return [r.text for r in self.infer(audio, sampling_rate, **options)]
+
+
+def _waves(audio, rate: int, sampling_rate: int | None) -> list[np.ndarray]:
+    from .audio import load_audio, resample
+
+    items = audio if isinstance(audio, (list, tuple)) else [audio]
+    if not items:
+        raise InputError("no audio given")
+    waves = []
+    for item in items:
+        if isinstance(item, (str, Path)):
+            waves.append(load_audio(item, rate))
+        else:
+            wave = np.asarray(item)
+            if sampling_rate is not None and sampling_rate != rate:
+                wave = resample(wave.astype(np.float32), sampling_rate, rate)
+            waves.append(wave)
+    return waves
+
+
+def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     onnx_meta = require("onnxruntime", "cpu", "reading ONNX metadata")
     try:
         meta = onnx_meta.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
@@ -93,7 +151,8 @@ def _read_metadata(path: Path) -> tuple[str, dict[str, Any]]:
         raise ArtifactError(f"{path} cannot be loaded by onnxruntime: {exc}") from exc
     props = meta.custom_metadata_map
     try:
-        return props[METADATA_PREFIX + "head"], json.loads(props[METADATA_PREFIX + "config"])
+        return (props[METADATA_PREFIX + "head"], json.loads(props[METADATA_PREFIX + "config"]),
+                json.loads(props[METADATA_PREFIX + "preprocessor"]))
     except (KeyError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} lacks w2vbert metadata ({exc}); was it written by `w2vbert export`?") from exc
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+# The trained fixture model shipped with the package (see benchmarks/fixtures/make_fixture.py).
+FIXTURE = Path(__file__).resolve().parents[1] / "exporter" / "data" / "w2vbert-digits"
 
 HF_CLASSES = {
     "Model": "Wav2Vec2BertModel",

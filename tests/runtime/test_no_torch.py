@@ -36,3 +36,25 @@ def test_import_runtime_without_torch():
 def test_blocker_really_blocks_torch():
     result = run_blocked("import torch")
     assert result.returncode != 0 and "blocked for this test" in result.stderr
+
+
+def test_runtime_modules_and_cli_work_without_torch(tmp_path):
+    from exporter.export import export
+    from tests.conftest import FIXTURE
+
+    artifact = export(None, tmp_path / "digits")
+    sample = sorted((FIXTURE / "samples").glob("*.wav"))[0]
+    result = run_blocked(f"""
+        import runtime.audio, runtime.decode, runtime.features, runtime.pipeline, runtime.session
+        from click.testing import CliRunner
+        from exporter.cli import main
+        out = CliRunner().invoke(main, ['-q', 'transcribe', {str(artifact)!r}, {str(sample)!r}])
+        assert out.exit_code == 0, out.output
+        out2 = CliRunner().invoke(main, ['inspect', {str(artifact)!r}])
+        assert out2.exit_code == 0, out2.output
+        import sys
+        assert 'torch' not in sys.modules
+        print(out.stdout.strip())
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split("\\t")[-1]  # a transcript was printed

@@ -1,0 +1,173 @@
+"""Task accuracy (CER / WER) of the bundled CTC model, per backend, on held-out synthetic speech.
+
+    python -m benchmarks.accuracy [--per-set 150] [--out benchmarks/results/accuracy.md]
+
+The held-out set is synthesised like the training set (espeak-ng, see
+benchmarks/fixtures/make_fixture.py) with other seeds: new sentences from the
+10 training voices, and sentences from 3 voices never used in training.
+Backends: the PyTorch reference, transformers (when installed), and every
+variant of a fresh export of the bundled model. Later precisions add rows by
+re-running this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def edit_distance(a, b) -> int:
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def error_rates(hypotheses: list[str], references: list[str]) -> tuple[float, float]:
+    """(CER, WER) in percent, summed over the set (errors / reference length)."""
+    chars = sum(edit_distance(h, r) for h, r in zip(hypotheses, references))
+    words = sum(edit_distance(h.split(), r.split()) for h, r in zip(hypotheses, references))
+    return (100.0 * chars / sum(len(r) for r in references),
+            100.0 * words / sum(len(r.split()) for r in references))
+
+
+def held_out_sets(per_set: int):
+    from .fixtures.make_fixture import HELD_OUT_VOICES, TRAIN_VOICES, make_set, render
+
+    sets = {"seen voices, new sentences": make_set(per_set, TRAIN_VOICES, seed=99),
+            "unseen voices": make_set(per_set, HELD_OUT_VOICES, seed=100)}
+    return {name: (render(specs), [s["text"] for s in specs]) for name, specs in sets.items()}
+
+
+def reference_backend(batch_size: int):
+    import torch
+
+    from exporter.checkpoint import load_model
+    from exporter.model import conv_output_lengths
+    from runtime.decode import CTCDecoder
+    from runtime.features import FeatureExtractor
+    from exporter.checkpoint import BUNDLED
+
+    model, extractor, decoder = load_model(None), FeatureExtractor(), CTCDecoder.from_dir(BUNDLED)
+
+    def run(waves):
+        texts = []
+        for i in range(0, len(waves), batch_size):
+            x, mask = extractor(waves[i:i + batch_size])
+            with torch.no_grad():
+                logits = model(torch.from_numpy(x), torch.from_numpy(mask))["logits"].numpy()
+            lengths = conv_output_lengths(torch.from_numpy(mask).sum(1), model.config).tolist()
+            texts += decoder.decode(logits, lengths)
+        return texts
+    return run
+
+
+def transformers_backend(batch_size: int):
+    import torch
+    import transformers
+
+    from exporter.checkpoint import BUNDLED
+
+    model = transformers.Wav2Vec2BertForCTC.from_pretrained(str(BUNDLED)).eval()
+    extractor = transformers.SeamlessM4TFeatureExtractor.from_pretrained(str(BUNDLED))
+    tokenizer = transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(BUNDLED))
+
+    def run(waves):
+        texts = []
+        for i in range(0, len(waves), batch_size):
+            batch = extractor(waves[i:i + batch_size], sampling_rate=16000, padding=True, return_tensors="pt")
+            with torch.no_grad():
+                logits = model(**batch).logits
+            lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+            texts += tokenizer.batch_decode([r[:n].argmax(-1).tolist() for r, n in zip(logits, lengths)])
+        return texts
+    return run
+
+
+def session_backend(artifact: Path, precision: str, batch_size: int):
+    from runtime import Session
+
+    session = Session(artifact, precision=precision)
+    if session.raw_audio:
+        from runtime.decode import CTCDecoder
+
+        decoder = CTCDecoder.from_dir(artifact)
+
+        def run_raw(waves):
+            texts = []
+            for i in range(0, len(waves), batch_size):
+                chunk = waves[i:i + batch_size]
+                lengths = np.array([len(w) for w in chunk])
+                batch = np.zeros((len(chunk), lengths.max()), np.float32)
+                for k, w in enumerate(chunk):
+                    batch[k, :len(w)] = w
+                out = session.run_waveform(batch, lengths)
+                texts += decoder.decode(out["logits"], out["output_lengths"])
+            return texts
+        return run_raw
+    return lambda waves: session.transcribe(waves, batch_size=batch_size)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="CER/WER of the bundled CTC model per backend")
+    parser.add_argument("--per-set", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.md"))
+    args = parser.parse_args(argv)
+
+    from exporter.artifact import tool_versions
+    from exporter.export import export
+    from runtime.manifest import load_manifest
+
+    started = time.time()
+    sets = held_out_sets(args.per_set)
+    tmp = Path(tempfile.mkdtemp(prefix="w2vbert-accuracy-"))
+    artifact = export(None, tmp / "digits", with_frontend=True)
+    backends = {"PyTorch reference (exporter.load_model)": reference_backend(args.batch_size)}
+    try:
+        backends["transformers PyTorch (Wav2Vec2BertForCTC)"] = transformers_backend(args.batch_size)
+    except ImportError:
+        print("transformers not installed: its row is skipped")
+    for precision in load_manifest(artifact).data["variants"]:
+        backends[f"onnxruntime {precision} (runtime.Session)"] = session_backend(artifact, precision,
+                                                                                 args.batch_size)
+    rows = []
+    for name, run in backends.items():
+        cells = []
+        for waves, texts in sets.values():
+            cells.append(error_rates(run(waves), texts))
+        rows.append((name, cells))
+        print(name, cells, flush=True)
+    write_report(args, rows, sets, tool_versions(), time.time() - started)
+
+
+def write_report(args, rows, sets, versions, seconds: float) -> None:
+    names = list(sets)
+    lines = ["# Task accuracy of the bundled model (`w2vbert-digits`, CTC)", "",
+             f"Command: `python -m benchmarks.accuracy --per-set {args.per_set}` "
+             f"({seconds:.0f} s on this machine).", "",
+             f"Held-out synthetic speech, {args.per_set} utterances per set (1-4 words each, espeak-ng, "
+             "noise at 20-40 dB SNR); greedy CTC decoding; CER/WER in percent over each set.", "",
+             "| backend | " + " | ".join(f"CER {n}" for n in names) + " | "
+             + " | ".join(f"WER {n}" for n in names) + " |",
+             "|---|" + "---:|" * (2 * len(names))]
+    for name, cells in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c, _ in cells) + " | "
+                     + " | ".join(f"{w:.2f}" for _, w in cells) + " |")
+    lines += ["", f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}, Python "
+              f"{platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

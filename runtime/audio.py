@@ -1,0 +1,57 @@
+"""Sound files -> 16 kHz mono float32, for the front end.
+
+* Formats: whatever libsndfile reads (wav, flac, ogg/vorbis, ...), through soundfile.
+* Other sample rates are resampled with scipy's polyphase FIR resampler
+  (``resample_poly``, Kaiser-windowed band-limited filter), and the conversion is logged.
+* Multi-channel audio: the first channel is used, as transformers'
+  SeamlessM4TFeatureExtractor does with (channels, samples) input.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, require
+from .features import MIN_SAMPLES
+
+log = logging.getLogger("w2vbert")
+TARGET_RATE = 16000
+
+
+def resample(audio: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
+    """Band-limited polyphase resampling from `rate` to `target` Hz."""
+    if rate == target:
+        return audio
+    signal = require("scipy.signal", "cpu", "resampling audio")
+    ratio = Fraction(target, rate)
+    return signal.resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
+
+
+def load_audio(path: str | Path, target_rate: int = TARGET_RATE) -> np.ndarray:
+    """Read a sound file as mono float32 at `target_rate`; clear errors for unusable files."""
+    sf = require("soundfile", "cpu", "reading audio files")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file {path} does not exist")
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, TypeError) as exc:
+        raise InputError(f"cannot read {path} as audio ({exc}); supported: wav, flac, ogg and other "
+                         "libsndfile formats") from exc
+    if audio.size == 0:
+        raise InputError(f"{path} holds no samples")
+    if audio.shape[1] > 1:
+        log.info("%s has %d channels; using the first, as transformers does", path.name, audio.shape[1])
+    mono = np.ascontiguousarray(audio[:, 0])
+    if rate != target_rate:
+        log.info("%s: resampling %d Hz -> %d Hz (polyphase)", path.name, rate, target_rate)
+        mono = resample(mono, rate, target_rate)
+    if mono.size < MIN_SAMPLES:
+        raise InputError(f"{path} is {mono.size / target_rate * 1000:.1f} ms long; at least "
+                         f"{MIN_SAMPLES / target_rate * 1000:.0f} ms ({MIN_SAMPLES} samples at {target_rate} Hz) "
+                         "are needed for one output frame")
+    return mono

@@ -1,0 +1,146 @@
+"""Audio in, task results out: front end + Session + decoding, with batching and chunking.
+
+* Many utterances are sorted by length and run in batches, so padding stays small;
+  results come back in the caller's order.
+* Long audio (CTC heads): cut into chunks of `chunk_seconds` that overlap by
+  `overlap_seconds` on each side; only the logits of each chunk's centre are kept and
+  the kept frames are concatenated before greedy decoding, so a word cut by a chunk
+  border is still decoded from a chunk that sees it whole. Memory stays bounded by
+  one batch of chunks whatever the recording's length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .decode import CTCDecoder, frame_labels, top_labels
+from .errors import InputError
+from .features import MIN_SAMPLES, FeatureExtractor
+from .shapes import output_frames
+
+HOP = 160  # samples per fbank frame
+
+
+@dataclass
+class Result:
+    """One utterance's result; which fields are set depends on the head."""
+
+    text: str | None = None
+    label: dict | None = None
+    frame_labels: list | None = None
+    embedding: np.ndarray | None = None
+    hidden: np.ndarray | None = None
+
+    def to_json(self) -> dict:
+        out = {}
+        for name in ("text", "label", "frame_labels"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.embedding is not None:
+            out["embedding"] = [float(v) for v in self.embedding]
+        if self.hidden is not None:
+            out["hidden_shape"] = list(self.hidden.shape)
+        return out
+
+
+class AudioPipeline:
+    def __init__(self, session, batch_size: int = 8, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0):
+        if chunk_seconds <= 2 * overlap_seconds:
+            raise InputError(f"chunk_seconds ({chunk_seconds}) must exceed twice overlap_seconds ({overlap_seconds})")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.session = session
+        self.batch_size = batch_size
+        root = session.manifest.root if session.manifest else None
+        params = session.manifest.data["preprocessor"] if session.manifest else session.preprocessor
+        self.features = FeatureExtractor.from_params(params)
+        self.rate = self.features.sampling_rate
+        self.chunk = int(chunk_seconds * self.rate)
+        self.overlap = int(overlap_seconds * self.rate)
+        self.decoder = None
+        if session.head == "CTC":
+            if root is None:
+                raise InputError("transcription needs an artifact directory (it holds vocab.json), "
+                                 "not a bare .onnx file")
+            self.decoder = CTCDecoder.from_dir(root)
+
+    # ------------------------------------------------------------------ public
+    def __call__(self, waves: list[np.ndarray]) -> list[Result]:
+        waves = [np.asarray(w) for w in waves]
+        if not waves:
+            raise InputError("no audio given")
+        if self.session.head == "CTC":
+            return [Result(text=t) for t in self._transcribe(waves)]
+        return self._run_sorted(waves, self._results)
+
+    # ------------------------------------------------------------------ batching
+    def _run_sorted(self, waves, handler) -> list:
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        results: list = [None] * len(waves)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            x, mask = self.features([waves[i] for i in idx])
+            outputs = self.session.run(x, mask)
+            for i, value in zip(idx, handler(outputs, mask)):
+                results[i] = value
+        return results
+
+    def _lengths(self, mask: np.ndarray) -> list[int]:
+        return [output_frames(int(n), self.session.config) for n in mask.sum(axis=1)]
+
+    def _results(self, outputs, mask) -> list[Result]:
+        head, config = self.session.head, self.session.config
+        if head == "SequenceClassification":
+            return [Result(label=r) for r in top_labels(outputs["logits"], config["id2label"])]
+        if head == "AudioFrameClassification":
+            return [Result(frame_labels=r) for r in frame_labels(outputs["logits"], config["id2label"],
+                                                                 mask.sum(axis=1))]
+        if head == "XVector":
+            return [Result(embedding=e) for e in outputs["embeddings"]]
+        lengths = self._lengths(mask)
+        return [Result(hidden=h[:n]) for h, n in zip(outputs["last_hidden_state"], lengths)]
+
+    # ------------------------------------------------------------------ CTC
+    def _transcribe(self, waves) -> list[str]:
+        pieces = []  # (utterance, chunk index, audio, keep_from_sample, keep_to_sample)
+        for u, wave in enumerate(waves):
+            pieces.extend((u, k, *chunk) for k, chunk in enumerate(self._chunks(wave)))
+        audio = [p[2] for p in pieces]
+        kept = self._run_sorted(audio, lambda out, mask: self._frames(out["logits"], mask))
+        ids_per_utterance: dict[int, list] = {}
+        config = self.session.config
+        samples_per_frame = HOP * self.features.stride
+        if config.get("add_adapter"):
+            samples_per_frame *= config["adapter_stride"] ** config["num_adapter_layers"]
+        for piece, frame_ids in zip(pieces, kept):
+            u, _, _, keep_from, keep_to = piece
+            lo, hi = round(keep_from / samples_per_frame), round(keep_to / samples_per_frame)
+            ids_per_utterance.setdefault(u, []).append(frame_ids[lo:hi])
+        return [self.decoder.decode_ids(np.concatenate(ids_per_utterance[u])) for u in range(len(waves))]
+
+    def _frames(self, logits, mask) -> list[np.ndarray]:
+        ids = logits.argmax(axis=-1)
+        return [row[:n] for row, n in zip(ids, self._lengths(mask))]
+
+    def _chunks(self, wave: np.ndarray):
+        """(audio, keep_from, keep_to): chunk samples and the part of it this chunk is trusted for."""
+        if len(wave) <= self.chunk:
+            return [(wave, 0, len(wave))]
+        step = self.chunk - 2 * self.overlap
+        spans = []  # [lo, hi, keep_lo, keep_hi] in samples of the whole recording
+        for centre in range(0, len(wave), step):
+            end = min(centre + step, len(wave))
+            spans.append([max(0, centre - self.overlap), min(len(wave), end + self.overlap), centre, end])
+        if len(spans) > 1 and spans[-1][1] - spans[-1][0] < 4 * MIN_SAMPLES:
+            last = spans.pop()  # a sliver too short to analyse: the previous chunk takes it
+            spans[-1][1], spans[-1][3] = last[1], last[3]
+        return [(wave[lo:hi], keep_lo - lo, keep_hi - lo) for lo, hi, keep_lo, keep_hi in spans]
+
+
+def load_many(paths: list[str | Path], rate: int) -> list[np.ndarray]:
+    from .audio import load_audio
+
+    return [load_audio(p, rate) for p in paths]

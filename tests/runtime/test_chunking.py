@@ -1,0 +1,49 @@
+"""Chunk layout of long audio: keep regions tile the recording, context is bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime import Session
+from runtime.errors import InputError
+from runtime.features import MIN_SAMPLES
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    from exporter.export import export
+
+    return Session(export(None, tmp_path_factory.mktemp("a") / "digits"))
+
+
+@pytest.mark.parametrize("seconds", [0.5, 4.0, 9.99, 10.0, 31.3, 600.0])
+@pytest.mark.parametrize("chunk,overlap", [(4.0, 1.0), (30.0, 2.0), (3.0, 0.0)])
+def test_keep_regions_tile_the_recording(session, seconds, chunk, overlap):
+    rate = 16000
+    wave = np.zeros(int(seconds * rate), np.float32)
+    pipe = session.pipeline(chunk_seconds=chunk, overlap_seconds=overlap)
+    chunks = pipe._chunks(wave)
+    covered = 0  # the recording is covered by consecutive keep regions, without gap or overlap
+    for audio, keep_from, keep_to in chunks:
+        offset = (audio.__array_interface__["data"][0] - wave.__array_interface__["data"][0]) // 4
+        assert offset + keep_from == covered
+        assert 0 <= keep_from <= keep_to <= len(audio)
+        assert keep_from <= int(overlap * rate)  # context on the left is bounded
+        assert len(audio) >= min(len(wave), 4 * MIN_SAMPLES)
+        covered = offset + keep_to
+    assert covered == len(wave)
+    assert max(len(a) for a, _, _ in chunks) <= int(chunk * rate) + 4 * MIN_SAMPLES
+
+
+def test_long_recording_runs_in_bounded_chunks(session):
+    wave = (np.random.default_rng(0).standard_normal(16000 * 95) * 0.1).astype(np.float32)
+    texts = session.transcribe([wave], chunk_seconds=20, overlap_seconds=2, batch_size=2)
+    assert len(texts) == 1 and isinstance(texts[0], str)
+
+
+def test_bad_chunk_options(session):
+    with pytest.raises(InputError, match="must exceed twice overlap_seconds"):
+        session.pipeline(chunk_seconds=2.0, overlap_seconds=1.0)
+    with pytest.raises(InputError, match="batch_size must be >= 1"):
+        session.pipeline(batch_size=0)

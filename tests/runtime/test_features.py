@@ -1,0 +1,109 @@
+"""FeatureExtractor vs transformers' SeamlessM4TFeatureExtractor on real (synthetic) speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from runtime.audio import load_audio
+from runtime.errors import InputError
+from runtime.features import MIN_SAMPLES, FeatureExtractor
+from tests.conftest import FIXTURE
+
+SAMPLES = sorted((FIXTURE / "samples").glob("*.wav"))
+
+
+@pytest.fixture(scope="module")
+def hf():
+    transformers = pytest.importorskip("transformers")
+    return transformers.SeamlessM4TFeatureExtractor()
+
+
+@pytest.fixture(scope="module")
+def speech():
+    assert len(SAMPLES) >= 4, "the fixture ships its sample wavs"
+    return [load_audio(p) for p in SAMPLES]
+
+
+def _compare(ours, theirs):
+    features, mask = ours
+    assert features.shape == theirs["input_features"].shape
+    np.testing.assert_array_equal(mask, theirs["attention_mask"])
+    err = np.abs(features - theirs["input_features"]).max()
+    assert err <= 1e-3, f"max abs error {err:.2e} on normalised features"
+
+
+def test_unbatched_speech_matches_transformers(hf, speech):
+    for wave in speech:
+        _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+
+
+def test_batched_speech_of_different_lengths_matches_transformers(hf, speech):
+    _compare(FeatureExtractor()(speech), hf(speech, sampling_rate=16000, padding=True, return_tensors="np"))
+
+
+@pytest.mark.parametrize("samples", [MIN_SAMPLES, MIN_SAMPLES + 159, 16000 * 3 + 77, 16000 * 30])
+def test_lengths_and_odd_frame_counts(hf, samples):
+    wave = (np.random.default_rng(samples).standard_normal(samples) * 0.05).astype(np.float32)
+    _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+
+
+def test_int16_pcm_is_scaled_like_float(speech):
+    wave = speech[0]
+    pcm = np.round(np.clip(wave, -1, 1 - 2 ** -15) * 32768).astype(np.int16)
+    a, _ = FeatureExtractor()(pcm)
+    b, _ = FeatureExtractor()(pcm.astype(np.float32) / 32768)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_reads_preprocessor_config(tmp_path):
+    (tmp_path / "preprocessor_config.json").write_text('{"sampling_rate": 16000, "stride": 2, "num_mel_bins": 80}')
+    extractor = FeatureExtractor.from_file(tmp_path / "preprocessor_config.json")
+    assert extractor.feature_dim == 160
+
+
+@pytest.mark.parametrize("audio,needle", [
+    (np.zeros(MIN_SAMPLES - 1, np.float32), f"at least {MIN_SAMPLES}"),
+    (np.zeros(0, np.float32), "has 0 samples"),
+    (np.full(4000, np.nan, np.float32), "NaN/Inf"),
+    (np.zeros(4000, np.int32), "dtype int32"),
+    (np.zeros((2, 2, 2, 4000), np.float32), "expected 1-D samples"),
+    ([], "empty list"),
+    ("x", "numpy array"),
+])
+def test_bad_audio_is_named(audio, needle):
+    with pytest.raises(InputError, match=needle):
+        FeatureExtractor()(audio)
+
+
+def test_wrong_sampling_rate_is_refused():
+    with pytest.raises(InputError, match="8000 Hz"):
+        FeatureExtractor()(np.zeros(4000, np.float32), sampling_rate=8000)
+
+
+def test_load_audio_resamples_and_takes_first_channel(tmp_path, speech):
+    from scipy.signal import resample_poly
+
+    wave = speech[0]
+    stereo = np.stack([wave, np.zeros_like(wave)], axis=1)
+    sf.write(tmp_path / "a.flac", resample_poly(stereo, 441, 160, axis=0), 44100)
+    loaded = load_audio(tmp_path / "a.flac")
+    assert abs(len(loaded) - len(wave)) <= 1
+    n = min(len(loaded), len(wave))
+    assert np.corrcoef(loaded[:n], wave[:n])[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("content,needle", [(b"", "cannot read"), (b"not audio at all" * 100, "cannot read")])
+def test_load_audio_rejects_unreadable(tmp_path, content, needle):
+    (tmp_path / "x.wav").write_bytes(content)
+    with pytest.raises(InputError, match=needle):
+        load_audio(tmp_path / "x.wav")
+
+
+def test_load_audio_rejects_short_and_missing(tmp_path):
+    sf.write(tmp_path / "short.wav", np.zeros(300, np.float32), 16000)
+    with pytest.raises(InputError, match="ms long; at least 35 ms"):
+        load_audio(tmp_path / "short.wav")
+    with pytest.raises(InputError, match="does not exist"):
+        load_audio(tmp_path / "missing.wav")
