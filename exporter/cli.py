@@ -116,6 +116,45 @@ def transcribe(ctx, artifact, audio, precision, provider, threads, batch_size, c
                    as_json=as_json, out_dir=out_dir, progress=not ctx.obj["quiet"])
 
 
+@main.command()
+@click.argument("source", required=False)
+@click.option("--preset", help="Benchmark a preset (e.g. w2v-bert-2.0, the 600M full-size study).")
+@click.option("-o", "--out", "out_dir", default="benchmark-results", show_default=True, type=click.Path(),
+              help="Where results.json, results.md and the PNG plots go.")
+@click.option("--durations", default="1,5,10,30", show_default=True, help="Audio seconds, comma-separated.")
+@click.option("--batches", default="1,4", show_default=True, help="Batch sizes, comma-separated.")
+@click.option("--threads", type=int, help="Threads per backend (default: all cores).")
+@click.option("--repeats", default=5, show_default=True, help="Interleaved timed runs per case and backend.")
+@click.option("--warmup", default=1, show_default=True, help="Untimed runs per case and backend.")
+@click.option("--quick", is_flag=True, help="1 and 5 s, batch 1, 3 repeats: a few minutes at most.")
+@click.option("--work-dir", type=click.Path(), help="Keep exports here to reuse them across runs.")
+def benchmark(source, preset, out_dir, durations, batches, threads, repeats, warmup, quick, work_dir):
+    """Side-by-side speed and memory of SOURCE (checkpoint, preset or artifact; default: bundled model).
+
+    Backends: transformers eager, our PyTorch reference, the plain torch.onnx.export of the
+    transformers model in onnxruntime, and every variant of the artifact; each in its own process,
+    runs interleaved across backends.
+    """
+    import os
+    from pathlib import Path
+
+    from benchmarks.harness import Grid
+    from benchmarks.report import print_table
+    from benchmarks.run import QUICK, benchmark as run_benchmark, grid_size
+
+    if quick:
+        grid = Grid(QUICK.durations, QUICK.batches, threads or os.cpu_count() or 1, QUICK.warmup, QUICK.repeats)
+    else:
+        grid = Grid(tuple(float(d) for d in durations.split(",")), tuple(int(b) for b in batches.split(",")),
+                    threads or os.cpu_count() or 1, warmup, repeats)
+    command = "w2vbert " + " ".join(sys.argv[1:])
+    with click.progressbar(length=grid_size(grid), label="benchmark", file=sys.stderr) as bar:
+        data = run_benchmark(preset or source, Path(out_dir), grid, Path(work_dir) if work_dir else None,
+                             progress=bar.update, command=command)
+    print_table(data)
+    click.echo(f"wrote {out_dir}/results.json, results.md and {len(data['plots'])} plot(s)")
+
+
 def _print_summary(path) -> None:
     from runtime.manifest import load_manifest
 

@@ -38,10 +38,12 @@ class Session:
         provider: "cpu", "cuda" or "tensorrt" (onnxruntime execution provider).
         threads: intra-op threads; None lets onnxruntime use every core.
         verify: check sha256 of the model files against the manifest (slow for 2 GB models).
+        spin: let onnxruntime's threads spin-wait between calls (lowest latency); turn off when
+            other processes share the cores.
     """
 
     def __init__(self, path: str | Path, precision: str = "fp32", provider: str = "cpu",
-                 threads: int | None = None, verify: bool = True):
+                 threads: int | None = None, verify: bool = True, spin: bool = True):
         ort = require("onnxruntime", "cpu", "running an exported model")
         path = Path(path)
         self.manifest: Manifest | None = None
@@ -60,7 +62,7 @@ class Session:
             raise ArtifactError(f"{path} does not exist; expected an artifact directory or a .onnx file")
         self.precision = precision
         self.path = model_path
-        self._session = _make_session(ort, model_path, provider, threads)
+        self._session = _make_session(ort, model_path, provider, threads, spin)
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.raw_audio = self.input_names == ["waveform", "waveform_lengths"]
@@ -157,7 +159,7 @@ def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise ArtifactError(f"{path} lacks w2vbert metadata ({exc}); was it written by `w2vbert export`?") from exc
 
 
-def _make_session(ort, model_path: Path, provider: str, threads: int | None):
+def _make_session(ort, model_path: Path, provider: str, threads: int | None, spin: bool = True):
     if provider not in PROVIDERS:
         raise InputError(f"provider {provider!r} is unknown; expected one of {', '.join(PROVIDERS)}")
     name = PROVIDERS[provider]
@@ -165,6 +167,8 @@ def _make_session(ort, model_path: Path, provider: str, threads: int | None):
         raise DependencyError(f"onnxruntime here offers {ort.get_available_providers()}, not {name}; "
                               "for GPUs install 'w2vbert-deploy[gpu]' (without the cpu extra) on a CUDA machine")
     options = ort.SessionOptions()
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         if threads < 1:
             raise InputError(f"threads must be >= 1, got {threads}")

@@ -1,0 +1,174 @@
+"""Backends the benchmark compares; each is built inside its own worker process.
+
+A backend spec is a small JSON-able dict; `build(spec, threads)` returns a
+callable ``run(features, mask)``. Availability is decided up front by
+`plan_backends`, so a skipped backend always comes with its reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("w2vbert")
+
+HF_CLASSES = {"Model": "Wav2Vec2BertModel", "CTC": "Wav2Vec2BertForCTC",
+              "SequenceClassification": "Wav2Vec2BertForSequenceClassification",
+              "AudioFrameClassification": "Wav2Vec2BertForAudioFrameClassification",
+              "XVector": "Wav2Vec2BertForXVector"}
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def plan_backends(source: str | None, artifact: Path, work_dir: Path) -> tuple[list[dict], list[tuple[str, str]]]:
+    """-> (backend specs to run, [(name, reason)] skipped)."""
+    from runtime.manifest import load_manifest
+
+    manifest = load_manifest(artifact)
+    specs, skipped = [], []
+    if not _has("torch"):
+        skipped += [("transformers eager", "torch not installed"), ("reference eager", "torch not installed"),
+                    ("plain export", "torch not installed")]
+    else:
+        if _has("transformers"):
+            specs.append({"name": "transformers eager", "kind": "transformers", "source": source})
+            specs.append({"name": "plain export (ORT)", "kind": "plain-export", "source": source,
+                          "path": str(work_dir / "plain" / "model.onnx")})
+        else:
+            skipped += [("transformers eager", "transformers not installed (pip install transformers)"),
+                        ("plain export", "needs transformers to build the model users export today")]
+        specs.append({"name": "reference eager", "kind": "reference", "source": source})
+    for precision, variant in manifest.data["variants"].items():
+        if variant.get("frontend"):
+            skipped.append((f"ours {precision}", "raw-audio variant: same graph as fp32 plus the front end"))
+            continue
+        specs.append({"name": f"ours {precision} ({variant.get('target', 'ort')})", "kind": "session",
+                      "artifact": str(artifact), "precision": precision, "provider": "cpu"})
+    skipped += gpu_skips()
+    return specs, skipped
+
+
+def gpu_skips() -> list[tuple[str, str]]:
+    try:
+        import onnxruntime as ort
+        providers = ort.get_available_providers()
+    except ImportError:
+        providers = []
+    out = []
+    if "CUDAExecutionProvider" not in providers:
+        out.append(("ORT CUDA", "no CUDAExecutionProvider (needs the gpu extra and an NVIDIA GPU)"))
+    if "TensorrtExecutionProvider" not in providers:
+        out.append(("ORT TensorRT / TensorRT engine", "no TensorRT provider (needs the gpu extra and a GPU)"))
+    return out
+
+
+def build(spec: dict, threads: int):
+    """Load the backend described by `spec`; returns run(features, mask) -> outputs."""
+    kind = spec["kind"]
+    if kind == "session":
+        from runtime import Session
+
+        session = Session(spec["artifact"], precision=spec["precision"], provider=spec["provider"],
+                          threads=threads, verify=False, spin=False)
+        return session.run
+    import torch
+
+    torch.set_num_threads(threads)
+    if kind == "reference":
+        from exporter.checkpoint import load_model
+
+        return _torch_runner(load_model(spec["source"]))
+    model = transformers_model(spec["source"])
+    if kind == "transformers":
+        return _torch_runner(model, hf=True)
+    if kind == "plain-export":
+        return _plain_export_runner(model, Path(spec["path"]), threads)
+    raise ValueError(f"unknown backend kind {kind!r}")
+
+
+def _torch_runner(model, hf: bool = False):
+    import torch
+
+    def run(features, mask):
+        with torch.inference_mode():
+            if hf:
+                return model(input_features=torch.from_numpy(features), attention_mask=torch.from_numpy(mask))
+            return model(torch.from_numpy(features), torch.from_numpy(mask))
+    return run
+
+
+def transformers_model(checkpoint: str):
+    """transformers' model of a checkpoint dir (the harness writes presets to one first)."""
+    import transformers
+
+    from exporter.config import W2VBertConfig
+
+    head = W2VBertConfig.from_json_file(Path(checkpoint) / "config.json").default_head
+    return getattr(transformers, HF_CLASSES[head]).from_pretrained(checkpoint).eval()
+
+
+def materialize(source: str | None, folder: Path) -> str:
+    """A checkpoint dir for `source`: presets are written once, so every backend loads the same
+    weights from disk and no worker's memory figure includes building another model."""
+    from exporter.checkpoint import load_model, resolve_source
+
+    kind, path = resolve_source(source)
+    if kind == "dir":
+        return str(path)
+    if (folder / "model.safetensors").is_file():
+        return str(folder)
+    from safetensors.torch import save_file
+
+    model = load_model(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    config = model.config.to_dict()
+    config["architectures"] = [HF_CLASSES[model.head]]
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return str(folder)
+
+
+def _plain_export_runner(model, path: Path, threads: int):
+    """What users do today: torch.onnx.export of the transformers model, ORT default settings."""
+    import onnxruntime as ort
+    import torch
+
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        x = torch.randn(1, 64, model.config.feature_projection_input_dim)
+        mask = torch.ones(1, 64, dtype=torch.int64)
+        axes = {"input_features": {0: "batch", 1: "frames"}, "attention_mask": {0: "batch", 1: "frames"}}
+        with torch.no_grad():
+            torch.onnx.export(model, (x, mask), str(path), input_names=["input_features", "attention_mask"],
+                              dynamic_axes=axes, opset_version=17, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as for every ORT backend here
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+    def run(features, mask):
+        return session.run(None, {"input_features": features, "attention_mask": mask})
+    return run
+
+
+def spec_label(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def file_size(spec: dict) -> int | None:
+    """Bytes of the model files a backend loads (None for in-memory PyTorch models)."""
+    if spec["kind"] == "session":
+        from runtime.manifest import load_manifest
+
+        manifest = load_manifest(spec["artifact"])
+        variant = manifest.variant(spec["precision"])
+        return sum(manifest.data["files"][f]["bytes"] for f in variant["files"])
+    if spec["kind"] == "plain-export":
+        folder = Path(spec["path"]).parent
+        return sum(os.path.getsize(p) for p in folder.iterdir()) if folder.is_dir() else None
+    return None

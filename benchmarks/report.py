@@ -1,0 +1,132 @@
+"""Benchmark output: terminal table, results.json, results.md and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BASELINE = "transformers eager"
+
+
+def _rows(data: dict) -> list[dict]:
+    facts = data["backends"]
+    baseline = {(r["duration"], r["batch"]): r["latency"]["median"] for r in data["results"]
+                if r["backend"] == BASELINE}
+    rows = []
+    for r in data["results"]:
+        base = baseline.get((r["duration"], r["batch"]))
+        fact = facts.get(r["backend"], {})
+        rows.append({
+            "backend": r["backend"], "audio": f"{r['duration']:g} s x{r['batch']}",
+            "median_ms": r["latency"]["median"] * 1e3, "min_ms": r["latency"]["min"] * 1e3,
+            "p90_ms": r["latency"]["p90"] * 1e3, "rtf": r["real_time_factor"],
+            "audio_s_per_s": r["audio_seconds_per_second"], "gflops": r["gflops"],
+            "peak_pct": r["percent_of_peak"], "speedup": (base / r["latency"]["median"]) if base else None,
+            "load_s": fact.get("load_seconds"), "rss_mb": (fact.get("peak_rss_bytes") or 0) / 1e6,
+            "size_mb": (fact.get("file_bytes") or 0) / 1e6 or None,
+        })
+    return rows
+
+
+COLUMNS = [("backend", "backend", "{}"), ("audio", "audio x batch", "{}"), ("median_ms", "median ms", "{:.1f}"),
+           ("min_ms", "min ms", "{:.1f}"), ("p90_ms", "p90 ms", "{:.1f}"), ("rtf", "RTF", "{:.4f}"),
+           ("audio_s_per_s", "audio s/s", "{:.1f}"), ("speedup", "vs transformers", "{:.2f}x"),
+           ("gflops", "GFLOP/s", "{:.1f}"), ("peak_pct", "% of peak", "{:.0f}%"),
+           ("load_s", "load s", "{:.1f}"), ("rss_mb", "peak RSS MB", "{:.0f}"), ("size_mb", "file MB", "{:.1f}")]
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row[key]
+    return "-" if value is None else fmt.format(value)
+
+
+def print_table(data: dict) -> None:
+    rows = _rows(data)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(markdown_table(rows))
+        return
+    table = Table(title=f"w2vbert benchmark: {data['model']['label']} ({data['grid']['threads']} threads)")
+    for _, title, _ in COLUMNS:
+        text = title.startswith(("backend", "audio"))
+        table.add_column(title, justify="left" if text else "right", no_wrap=text)
+    for row in rows:
+        table.add_row(*[_cell(row, key, fmt) for key, _, fmt in COLUMNS])
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    for name, reason in data["skipped"]:
+        console.print(f"skipped {name}: {reason}")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+             "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row, key, fmt) for key, _, fmt in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(data: dict, path: Path, command: str) -> None:
+    machine, peaks = data["machine"], data["peaks"]
+    lines = [f"# Benchmark: {data['model']['label']}", "",
+             f"Command: `{command}`", "",
+             f"Machine: {machine['cpu']}, {machine['cores']} cores; {data['grid']['threads']} threads. "
+             f"Measured peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, int8 {peaks['int8']:.0f} GOP/s "
+             "(2048^3 matmul, see results.json).",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", "",
+             f"Grid: durations {data['grid']['durations']} s, batches {data['grid']['batches']}, "
+             f"{data['grid']['warmup']} warm-up + {data['grid']['repeats']} interleaved runs per case; "
+             "each backend in its own process (peak RSS is that process's high-water mark, loading included).",
+             "", markdown_table(_rows(data)), ""]
+    for name, reason in data["skipped"]:
+        lines.append(f"- skipped **{name}**: {reason}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_json(data: dict, path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def plot(data: dict, out_dir: Path) -> list[Path]:
+    """latency vs duration per backend (log scale), and speed-up vs transformers eager; one PNG per batch."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for batch in data["grid"]["batches"]:
+        results = [r for r in data["results"] if r["batch"] == batch]
+        if not results:
+            continue
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+        backends = list(dict.fromkeys(r["backend"] for r in results))
+        base = {r["duration"]: r["latency"]["median"] for r in results if r["backend"] == BASELINE}
+        for name in backends:
+            mine = sorted((r["duration"], r["latency"]["median"]) for r in results if r["backend"] == name)
+            left.plot([d for d, _ in mine], [t * 1e3 for _, t in mine], marker="o", label=name)
+            if base:
+                right.plot([d for d, _ in mine], [base[d] / t for d, t in mine if d in base], marker="o", label=name)
+        left.set(xscale="log", yscale="log", xlabel="audio duration (s)", ylabel="median latency (ms)",
+                 title=f"latency, batch {batch}")
+        right.set(xscale="log", xlabel="audio duration (s)", ylabel="speed-up (x)",
+                  title=f"speed-up vs {BASELINE}, batch {batch}" if base else "no transformers baseline")
+        right.axhline(1.0, color="grey", linewidth=0.8)
+        right.set_ylim(bottom=0)
+        durations = sorted({r["duration"] for r in results})
+        for ax in (left, right):
+            ax.set_xticks(durations, [f"{d:g}" for d in durations])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        right.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        fig.suptitle(data["model"]["label"])
+        fig.tight_layout()
+        path = out_dir / f"latency_batch{batch}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,117 @@
+"""`w2vbert benchmark`: prepare backends, measure peaks, run the grid, write the reports."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from runtime.errors import ArtifactError
+from runtime.manifest import MANIFEST_NAME, load_manifest
+
+from . import report
+from .backends import file_size, materialize, plan_backends
+from .harness import Grid, run_grid
+from .peaks import measure_peaks
+
+log = logging.getLogger("w2vbert")
+SCHEMA = "w2vbert-deploy/benchmark"
+QUICK = Grid(durations=(1.0, 5.0), batches=(1,), warmup=1, repeats=3)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def prepare(source: str | None, work: Path) -> tuple[Path, str | None]:
+    """-> (artifact dir, checkpoint dir for the PyTorch backends or None)."""
+    if source is not None and (Path(source) / MANIFEST_NAME).is_file():
+        manifest = load_manifest(source)
+        origin = manifest.data.get("source")
+        checkpoint = origin if origin and Path(origin).is_dir() else None
+        if checkpoint is None:
+            log.info("artifact's source %r is not a checkpoint dir here: PyTorch backends are skipped", origin)
+        return Path(source), checkpoint
+    from exporter.export import export
+
+    checkpoint = materialize(source, work / "checkpoint")
+    artifact = work / "artifact"
+    if not (artifact / MANIFEST_NAME).is_file():
+        log.info("exporting %s for the benchmark", checkpoint)
+        export(checkpoint, artifact, force=True)
+    return artifact, checkpoint
+
+
+def prepare_plain_export(spec: dict, threads: int) -> str | None:
+    """Run the plain torch.onnx.export in a one-off process (its memory is not the runtime's)."""
+    import json
+
+    if Path(spec["path"]).is_file():
+        return None
+    log.info("plain export of the transformers model (torch.onnx.export, what users do today)")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec), str(threads), "--prepare"],
+                          capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[1]))
+    if done.returncode != 0 or not Path(spec["path"]).is_file():
+        return f"torch.onnx.export of the transformers model failed: {done.stderr.strip().splitlines()[-1:]}"
+    return None
+
+
+def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | None = None,
+              progress=None, command: str = "w2vbert benchmark") -> dict:
+    from exporter.artifact import tool_versions
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(work_dir or tempfile.mkdtemp(prefix="w2vbert-bench-"))
+    artifact, checkpoint = prepare(source, work)
+    manifest = load_manifest(artifact)
+    specs, skipped = plan_backends(checkpoint, artifact, work)
+    if checkpoint is None:
+        skipped += [(s["name"], "no checkpoint to build it from") for s in specs if s["kind"] != "session"]
+        specs = [s for s in specs if s["kind"] == "session"]
+    for spec in [s for s in specs if s["kind"] == "plain-export"]:
+        reason = prepare_plain_export(spec, grid.threads)
+        if reason:
+            skipped.append((spec["name"], reason))
+            specs.remove(spec)
+    log.info("measuring this machine's fp32 and int8 matmul peaks")
+    peaks = measure_peaks(grid.threads)
+    data = run_grid(specs, grid, manifest.config, manifest.head, peaks, progress)
+    for name, fact in data["backends"].items():
+        fact["file_bytes"] = file_size(fact["spec"])
+    config = manifest.config
+    data.update({
+        "schema": SCHEMA, "schema_version": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "versions": tool_versions(), "peaks": peaks,
+        "grid": {"durations": list(grid.durations), "batches": list(grid.batches), "threads": grid.threads,
+                 "warmup": grid.warmup, "repeats": grid.repeats},
+        "model": {"head": manifest.head, "source": manifest.data.get("source"),
+                  "label": f"{manifest.head}, {config['num_hidden_layers']} layers x {config['hidden_size']} "
+                           f"({config['position_embeddings_type']})"},
+        "skipped": data["skipped"] + skipped,
+    })
+    report.write_json(data, out_dir / "results.json")
+    report.write_markdown(data, out_dir / "results.md", command)
+    data["plots"] = [str(p) for p in report.plot(data, out_dir)]
+    return data
+
+
+def grid_size(grid: Grid) -> int:
+    return len(grid.cases()) * grid.repeats
+
+
+def check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtifactError(f"benchmark output {out_dir} exists and is not a directory")

@@ -1,0 +1,63 @@
+"""One benchmark backend in its own process, driven over stdin/stdout with JSON lines.
+
+    python -m benchmarks.worker '<backend spec JSON>' THREADS
+
+Protocol: after loading it prints {"ready": true, "load_seconds": ...}; then for
+each {"batch": B, "frames": T, "feature_dim": F, "seed": S} it runs once and
+prints {"seconds": ...}; {"quit": true} answers {"peak_rss_bytes": ...}. Inputs
+are generated from the seed, so every backend sees identical arrays. Peak RSS is
+this process's own high-water mark, so backends never share memory figures.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+def inputs(batch: int, frames: int, feature_dim: int, seed: int):
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((batch, frames, feature_dim)).astype(np.float32)
+    return features, np.ones((batch, frames), dtype=np.int64)
+
+
+def reply(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    spec, threads = json.loads(sys.argv[1]), int(sys.argv[2])
+    from benchmarks.backends import build
+
+    started = time.perf_counter()
+    try:
+        run = build(spec, threads)
+    except Exception as exc:  # reported to the coordinator as a skip reason, not a crash
+        reply({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    if "--prepare" in sys.argv[3:]:
+        return  # a one-off run that only builds files (the plain export) before measuring
+    reply({"ready": True, "load_seconds": time.perf_counter() - started})
+    cache = {}
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command.get("quit"):
+            break
+        key = (command["batch"], command["frames"], command["feature_dim"], command["seed"])
+        if key not in cache:
+            cache.clear()
+            cache[key] = inputs(*key)
+        features, mask = cache[key]
+        t0 = time.perf_counter()
+        run(features, mask)
+        reply({"seconds": time.perf_counter() - t0})
+    reply({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Benchmark harness logic on tiny models, without timing assertions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.flops import frames_for_seconds, model_flops
+from benchmarks.harness import Grid, interleaved_order, stats
+from exporter.presets import preset_config
+
+
+def test_grid_cases_cover_every_duration_and_batch():
+    grid = Grid(durations=(1.0, 5.0, 10.0), batches=(1, 4), threads=2, repeats=3)
+    assert grid.cases() == [(1.0, 1), (5.0, 1), (10.0, 1), (1.0, 4), (5.0, 4), (10.0, 4)]
+
+
+def test_interleaving_rotates_and_runs_each_backend_once_per_round():
+    rounds = interleaved_order(["A", "B", "C"], 4)
+    assert rounds == [["A", "B", "C"], ["B", "C", "A"], ["C", "A", "B"], ["A", "B", "C"]]
+    for r in rounds:
+        assert sorted(r) == ["A", "B", "C"]
+
+
+def test_stats():
+    s = stats([3.0, 1.0, 2.0, 10.0])
+    assert s["min"] == 1.0 and s["median"] == 2.5 and s["runs"] == 4 and 3.0 < s["p90"] <= 10.0
+
+
+def test_frames_for_seconds_matches_the_feature_extractor():
+    import numpy as np
+
+    from runtime.features import FeatureExtractor
+
+    for seconds in (1.0, 5.0, 10.0):
+        features, _ = FeatureExtractor()(np.zeros(int(seconds * 16000), np.float32) + 0.01)
+        assert frames_for_seconds(seconds) == features.shape[1]
+    assert frames_for_seconds(10.0) == 499
+
+
+def test_flops_of_w2v_bert_2_0_by_hand():
+    """24 layers, C=1024, FFN 4096, relative_key 64/8, kernel 31, T=500 frames, batch 1."""
+    c, i, t, r, k, layers = 1024, 4096, 500, 73, 31, 24
+    ffn = 2 * (2 * 2 * t * c * i)
+    attention = 8 * t * c * c + 4 * t * t * c + 2 * t * r * c
+    conv = 2 * t * c * 2 * c + 2 * t * c * k + 2 * t * c * c
+    expected = 2 * t * 160 * c + layers * (ffn + attention + conv)
+    config = preset_config("w2v-bert-2.0").to_dict()
+    assert model_flops(config, "Model", t) == expected
+    assert 600e9 < expected < 610e9  # ~605 GFLOP; transformers' (T, T, D) position term adds 12 more
+    assert model_flops(config, "Model", t, batch=4) == 4 * expected
+
+
+def test_flops_grow_with_adapter_and_ctc_head():
+    config = preset_config("tiny").to_dict()
+    base = model_flops(config, "Model", 100)
+    assert model_flops(config, "CTC", 100) == base + 2 * 100 * 64 * config["vocab_size"]
+
+
+@pytest.mark.parametrize("quick", [True])
+def test_quick_benchmark_end_to_end_writes_schema(tmp_path, quick):
+    """The real harness on the tiny preset: workers, JSON schema, markdown and a PNG."""
+    from benchmarks.run import benchmark
+
+    grid = Grid(durations=(1.0,), batches=(1,), threads=1, warmup=0, repeats=2)
+    data = benchmark("tiny", tmp_path / "out", grid, work_dir=tmp_path / "work")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["schema"] == "w2vbert-deploy/benchmark" and saved["schema_version"] == 1
+    for key in ("machine", "versions", "peaks", "grid", "model", "backends", "skipped", "results"):
+        assert key in saved
+    names = {r["backend"] for r in saved["results"]}
+    assert {"transformers eager", "reference eager", "plain export (ORT)", "ours fp32 (ort)"} <= names
+    for result in saved["results"]:
+        assert result["latency"]["runs"] == 2 and result["latency"]["min"] > 0
+        assert result["flops"] == model_flops(saved["model"] and preset_config("tiny").to_dict(), "Model",
+                                              result["frames"])
+    for fact in saved["backends"].values():
+        assert fact["peak_rss_bytes"] > 10e6 and fact["load_seconds"] > 0
+    assert saved["peaks"]["fp32"] > 0 and saved["peaks"]["int8"] > 0
+    assert (tmp_path / "out" / "results.md").read_text().count("| ours fp32") == 1
+    assert (tmp_path / "out" / "latency_batch1.png").stat().st_size > 10_000
+    assert data["plots"]
