@@ -30,11 +30,6 @@ from .config import W2VBertConfig
 MASK_VALUE = -1.0e4
 
 
-def additive_key_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, T) 0/1 mask -> (B, 1, 1, T) additive bias: 0 for real frames, MASK_VALUE for padding."""
-    return ((1.0 - mask.to(dtype)) * MASK_VALUE)[:, None, None, :]
-
-
 def relative_sinusoids(length: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
     """Transformer-XL table for relative positions T-1 ... -(T-1): (1, 2T-1, dim).
 
@@ -69,6 +64,8 @@ class SelfAttention(nn.Module):
         self.linear_k = nn.Linear(hidden, hidden)
         self.linear_v = nn.Linear(hidden, hidden)
         self.linear_out = nn.Linear(hidden, hidden)
+        self.prescaled = False  # set by exporter.fused.for_target
+        self.fused = False
 
         if self.position_embeddings_type == "relative":
             self.linear_pos = nn.Linear(hidden, hidden, bias=False)
@@ -79,19 +76,17 @@ class SelfAttention(nn.Module):
             self.right_max = config.right_max_position_embeddings
             self.distance_embedding = nn.Embedding(config.num_relative_positions, self.head_size)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, t = x.shape[0], x.shape[1]
-        return x.reshape(b, t, self.num_heads, self.head_size).transpose(1, 2)  # (B, H, T, D)
-
-    def forward(self, hidden: torch.Tensor, key_bias: torch.Tensor | None,
+    def forward(self, hidden: torch.Tensor, key_mask: torch.Tensor,
                 position_embeddings: torch.Tensor | None = None) -> torch.Tensor:
-        """hidden (B, T, C); key_bias (B, 1, 1, T) additive or None; returns (B, T, C)."""
+        """hidden (B, T, C); key_mask (B, T) 1 = real frame; returns (B, T, C)."""
         query_key_input = hidden
         if self.position_embeddings_type == "rotary":
             query_key_input = self._rotate(hidden, position_embeddings)
-        q = self._heads(self.linear_q(query_key_input))
-        k = self._heads(self.linear_k(query_key_input))
-        v = self._heads(self.linear_v(hidden))
+        q = self.linear_q(query_key_input)  # (B, T, C)
+        if not self.prescaled:  # export folds the scale into linear_q (exporter.fused.for_target)
+            q = q * self.scaling
+        k = self.linear_k(query_key_input)
+        v = self.linear_v(hidden)
 
         position_bias = None
         if self.position_embeddings_type == "relative":
@@ -99,14 +94,14 @@ class SelfAttention(nn.Module):
         elif self.position_embeddings_type == "relative_key":
             position_bias = self._relative_key(q)
 
-        scores = torch.matmul(q, k.transpose(2, 3)) * self.scaling  # (B, H, T, T)
-        if position_bias is not None:
-            scores = scores + position_bias
-        if key_bias is not None:
-            scores = scores + key_bias
-        probs = torch.softmax(scores, dim=-1)
-        out = torch.matmul(probs, v).transpose(1, 2)  # (B, T, H, D)
-        out = out.reshape(out.shape[0], out.shape[1], self.num_heads * self.head_size)  # (B, T, C)
+        if self.fused:
+            from .fused import multi_head_attention
+
+            out = multi_head_attention(q, k, v, key_mask, position_bias, self.num_heads)
+        else:
+            from .fused import attend
+
+            out = attend(q, k, v, key_mask, position_bias, self.num_heads)
         return self.linear_out(out)
 
     def _rotate(self, hidden: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
@@ -118,24 +113,27 @@ class SelfAttention(nn.Module):
         return x.reshape(b, t, self.num_heads * self.head_size)
 
     def _relative(self, q: torch.Tensor, sinusoids: torch.Tensor):
-        """Transformer-XL: returns (q + u, scaled matrix-bd bias (B, H, T, T))."""
-        t = q.shape[2]
+        """Transformer-XL on a scaled q (B, T, C): returns (q + s*u, matrix-bd bias (B, H, T, T))."""
+        b, t = q.shape[0], q.shape[1]
+        u = (self.pos_bias_u * self.scaling).reshape(-1)  # (C,): the scale applies to q + u
+        v = (self.pos_bias_v * self.scaling).reshape(-1)
         pos = self.linear_pos(sinusoids)  # (1, 2T-1, C)
         pos = pos.reshape(1, -1, self.num_heads, self.head_size).permute(0, 2, 3, 1)  # (1, H, D, 2T-1)
-        bd = torch.matmul(q + self.pos_bias_v[None, :, None, :], pos)  # (B, H, T, 2T-1)
+        qv = (q + v).reshape(b, t, self.num_heads, self.head_size).transpose(1, 2)  # (B, H, T, D)
+        bd = torch.matmul(qv, pos)  # (B, H, T, 2T-1)
         # The skew: column n of bd is relative position T-1-n, and entry (i, j) needs i-j.
         rows = torch.arange(t)[:, None]
         cols = torch.arange(t)[None, :]
-        index = (t - 1 - rows + cols).expand(bd.shape[0], bd.shape[1], t, t)  # (B, H, T, T)
-        bias = torch.gather(bd, 3, index) * self.scaling
-        return q + self.pos_bias_u[None, :, None, :], bias
+        index = (t - 1 - rows + cols).expand(b, self.num_heads, t, t)  # (B, H, T, T)
+        return q + u, torch.gather(bd, 3, index)
 
     def _relative_key(self, q: torch.Tensor) -> torch.Tensor:
-        """Shaw: bias[b,h,i,j] = scaling * q[b,h,i] · E[clamp(j-i)] without a (T, T, D) tensor."""
-        t = q.shape[2]
-        per_distance = torch.matmul(q, self.distance_embedding.weight.t())  # (B, H, T, R)
+        """Shaw on a scaled q (B, T, C): bias[b,h,i,j] = q[b,h,i] · E[clamp(j-i)], no (T, T, D) tensor."""
+        b, t = q.shape[0], q.shape[1]
+        qh = q.reshape(b, t, self.num_heads, self.head_size).transpose(1, 2)  # (B, H, T, D)
+        per_distance = torch.matmul(qh, self.distance_embedding.weight.t())  # (B, H, T, R)
         positions = torch.arange(t)
         distance = positions[None, :] - positions[:, None]  # (T, T): j - i
         index = torch.clamp(distance, -self.left_max, self.right_max) + self.left_max
-        index = index.expand(q.shape[0], q.shape[1], t, t)  # (B, H, T, T)
-        return torch.gather(per_distance, 3, index) * self.scaling
+        index = index.expand(b, self.num_heads, t, t)  # (B, H, T, T)
+        return torch.gather(per_distance, 3, index)

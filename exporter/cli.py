@@ -52,9 +52,11 @@ def main(ctx, debug, quiet):
 @click.option("--precision", default="fp32", show_default=True,
               help="Comma-separated precisions to export (this version: fp32).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--target", type=click.Choice(["ort", "tensorrt"]), default="ort", show_default=True,
+              help="ort: com.microsoft MultiHeadAttention; tensorrt: standard ONNX ops only.")
 @click.option("--with-frontend", is_flag=True,
               help="Also write model.fp32.frontend.onnx: raw 16 kHz samples in, head outputs out.")
-def export(source, out, head, opset, precision, force, with_frontend):
+def export(source, out, head, opset, precision, force, target, with_frontend):
     """Export SOURCE (checkpoint dir or preset; default: the bundled model) to OUT.
 
     SOURCE is a Hugging Face checkpoint directory (config.json + model.safetensors)
@@ -64,7 +66,7 @@ def export(source, out, head, opset, precision, force, with_frontend):
 
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
     path = run_export(source, out, head=head, opset=opset, precisions=precisions, force=force,
-                      with_frontend=with_frontend)
+                      with_frontend=with_frontend, target=target)
     _print_summary(path)
 
 

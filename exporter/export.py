@@ -67,8 +67,11 @@ def output_axes(model: torch.nn.Module, names) -> dict:
     return axes
 
 
-def trace_to_onnx(model: torch.nn.Module, path: Path, opset: int, min_frames: int) -> None:
-    """The features-in model: input_features (B, T, 160), attention_mask (B, T)."""
+def trace_to_onnx(model: torch.nn.Module, path: Path, opset: int, min_frames: int, target: str = "ort") -> None:
+    """The features-in model: input_features (B, T, 160), attention_mask (B, T), traced for `target`."""
+    from .fused import for_target
+
+    model = for_target(model, target)
     features, mask = example_batch(max(TRACE_FRAMES, min_frames), model.config.feature_projection_input_dim,
                                    min_frames)
     names = list(OUTPUT_NAMES[model.head])
@@ -161,11 +164,16 @@ def _metadata(config, head: str, manifest: dict) -> dict[str, str]:
 
 def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None = None,
            opset: int = DEFAULT_OPSET, precisions=PRECISIONS, force: bool = False,
-           with_frontend: bool = False) -> Path:
+           with_frontend: bool = False, target: str = "ort") -> Path:
     """Export `source` (checkpoint dir, preset name, or the bundled default) to an artifact at `out`.
 
+    `target` "ort" emits com.microsoft MultiHeadAttention; "tensorrt" keeps standard ONNX ops.
     `with_frontend` also writes `model.fp32.frontend.onnx`, whose inputs are raw samples.
     """
+    from .fused import TARGETS
+
+    if target not in TARGETS:
+        raise ExportError(f"target {target!r} is unknown; expected one of {', '.join(TARGETS)}")
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise ExportError(f"precision {unknown} not supported; this version exports {', '.join(PRECISIONS)}")
@@ -186,13 +194,17 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
         manifest = artifact.build_manifest(config, head, label, opset,
                                            preprocessor, {}, side)
         name = "model.fp32.onnx"
-        log.info("tracing %s head to ONNX (opset %d)", head, opset)
-        files = build_variant(staging, name, lambda p: trace_to_onnx(model, p, opset, manifest["min_frames"]),
-                              _metadata(config, head, manifest))
+        log.info("tracing %s head to ONNX (opset %d, target %s)", head, opset, target)
+        files = build_variant(staging, name,
+                              lambda p: trace_to_onnx(model, p, opset, manifest["min_frames"], target),
+                              {**_metadata(config, head, manifest), "w2vbert.target": target})
         log.info("parity vs the PyTorch reference at %s frames (batch 3, padded)", list(PARITY_FRAMES))
         rows = onnx_parity(model, staging / name, manifest["min_frames"])
-        manifest["variants"]["fp32"] = {"file": name, "files": files, "target": "ort", "precision": "fp32",
-                                        "parity": parity_record(rows)}
+        from .fusion_report import fused_op_counts
+
+        manifest["variants"]["fp32"] = {"file": name, "files": files, "target": target, "precision": "fp32",
+                                        "parity": parity_record(rows),
+                                        "fused_ops": fused_op_counts(staging / name, target)}
         if with_frontend:
             from .export_frontend import add_frontend_variant
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import SelfAttention, additive_key_mask, relative_sinusoids, rotary_tables
+from .attention import SelfAttention, relative_sinusoids, rotary_tables
 from .config import W2VBertConfig
 
 
@@ -80,7 +80,6 @@ class ConvolutionModule(nn.Module):
         self.kernel_size = config.conv_depthwise_kernel_size
         self.layer_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
         self.pointwise_conv1 = nn.Conv1d(c, 2 * c, kernel_size=1, bias=False)
-        self.glu = nn.GLU(dim=1)
         self.depthwise_conv = nn.Conv1d(c, c, self.kernel_size, groups=c, bias=False)
         self.depthwise_layer_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
         self.activation = activation(config.hidden_act)
@@ -90,13 +89,14 @@ class ConvolutionModule(nn.Module):
         hidden = self.layer_norm(hidden)
         # Padding must not leak into real frames through the depthwise kernel.
         hidden = hidden * frame_mask[:, :, None].to(hidden.dtype)
-        hidden = self.glu(self.pointwise_conv1(hidden.transpose(1, 2)))  # (B, C, T)
+        # Pointwise Conv1d(k=1) == a matrix product: traced as MatMul, so it fuses and quantizes
+        # as one (onnxruntime has no fast integer Conv), and no transposes are needed around it.
+        hidden = nn.functional.glu(nn.functional.linear(hidden, self.pointwise_conv1.weight[:, :, 0]), dim=-1)
         # Causal: the whole receptive field lies on the left.
-        hidden = nn.functional.pad(hidden, (self.kernel_size - 1, 0))
+        hidden = nn.functional.pad(hidden.transpose(1, 2), (self.kernel_size - 1, 0))  # (B, C, K-1+T)
         hidden = self.depthwise_conv(hidden)  # (B, C, T)
-        hidden = self.depthwise_layer_norm(hidden.transpose(1, 2))  # (B, T, C)
-        hidden = self.activation(hidden)
-        return self.pointwise_conv2(hidden.transpose(1, 2)).transpose(1, 2)  # (B, T, C)
+        hidden = self.activation(self.depthwise_layer_norm(hidden.transpose(1, 2)))  # (B, T, C)
+        return nn.functional.linear(hidden, self.pointwise_conv2.weight[:, :, 0])  # (B, T, C)
 
 
 class ConformerLayer(nn.Module):
@@ -112,9 +112,9 @@ class ConformerLayer(nn.Module):
         self.ffn2 = FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
 
-    def forward(self, hidden, key_bias, frame_mask, position_embeddings):
+    def forward(self, hidden, frame_mask, position_embeddings):
         hidden = self.ffn1(self.ffn1_layer_norm(hidden)) * 0.5 + hidden
-        hidden = self.self_attn(self.self_attn_layer_norm(hidden), key_bias, position_embeddings) + hidden
+        hidden = self.self_attn(self.self_attn_layer_norm(hidden), frame_mask, position_embeddings) + hidden
         hidden = hidden + self.conv_module(hidden, frame_mask)
         hidden = self.ffn2(self.ffn2_layer_norm(hidden)) * 0.5 + hidden
         return self.final_layer_norm(hidden)
@@ -143,11 +143,10 @@ class Encoder(nn.Module):
     def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> list[torch.Tensor]:
         """Returns the input of the first layer and every layer's output (for weighted layer sums)."""
         hidden = hidden * frame_mask[:, :, None].to(hidden.dtype)
-        key_bias = additive_key_mask(frame_mask, hidden.dtype)
         position_embeddings = self.position_embeddings(hidden)
         states = [hidden]
         for layer in self.layers:
-            states.append(layer(states[-1], key_bias, frame_mask, position_embeddings))
+            states.append(layer(states[-1], frame_mask, position_embeddings))
         return states
 
 
@@ -171,8 +170,7 @@ class AdapterLayer(nn.Module):
         residual = self.activation(self.residual_conv(residual)).transpose(1, 2)  # (B, T', C)
         hidden = self.self_attn_layer_norm(hidden).transpose(1, 2)
         hidden = self.activation(self.self_attn_conv(hidden)).transpose(1, 2)  # (B, T', C)
-        key_bias = additive_key_mask(length_mask(lengths, hidden.shape[1]), hidden.dtype)
-        hidden = self.self_attn(hidden, key_bias) + residual
+        hidden = self.self_attn(hidden, length_mask(lengths, hidden.shape[1])) + residual
         return self.ffn(self.ffn_layer_norm(hidden)) + hidden
 
 

@@ -31,6 +31,16 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
     if model.config.to_dict() != manifest.config:
         raise ArtifactError(f"the config of {source!r} differs from the artifact's config: it is not the "
                             "checkpoint this artifact was exported from")
+    if variant.get("frontend"):
+        from runtime.features import FeatureExtractor
+
+        from .export_frontend import frontend_parity, min_samples
+
+        pre = manifest.data["preprocessor"]
+        log.info("parity of %s vs numpy front end + PyTorch reference", variant["file"])
+        return frontend_parity(model, manifest.safe_path(variant["file"]), FeatureExtractor.from_params(pre),
+                               int(pre.get("sampling_rate", 16000)),
+                               min_samples(manifest.data["min_frames"], int(pre.get("stride", 2))))
     log.info("parity of %s vs the PyTorch reference at %s frames", variant["file"], list(frames))
     return onnx_parity(model, manifest.safe_path(variant["file"]), manifest.data["min_frames"],
                        precision=precision, frames=frames)

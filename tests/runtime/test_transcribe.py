@@ -111,3 +111,9 @@ def test_cli_other_heads(tmp_path, head):
     else:
         saved = np.load(records[0]["saved"])
         assert saved.shape == ((32,) if head == "XVector" else (saved.shape[0], 64))
+
+
+def test_verify_the_frontend_variant(artifact):
+    result = CliRunner().invoke(main, ["verify", str(artifact), "--precision", "fp32-frontend"])
+    assert result.exit_code == 0, result.output
+    assert "output_lengths" in result.output and "parity ok" in result.output

@@ -1,0 +1,87 @@
+"""Attention emitted in fused form at trace time, and the export-time weight folding per target.
+
+Target "ort": every self-attention (encoder and adapter) is traced into ONE
+``com.microsoft::MultiHeadAttention`` node: query, key and value (B, T, C), a
+zero projection bias, the int32 key padding mask and, for the relative position
+types, the (B, H, T, T) position term as ``attention_bias``. Eagerly the same
+function computes the plain math, so PyTorch and ONNX Runtime can be compared.
+
+Target "tensorrt": standard ONNX only, MatMul -> Add -> Softmax -> MatMul, which
+TensorRT's parser fuses; the 1/sqrt(d) scale sits in the Q projection weights,
+i.e. before the first MatMul, as TensorRT's fusion wants.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .attention import MASK_VALUE, SelfAttention
+
+TARGETS = ("ort", "tensorrt")
+
+
+def attend(q, k, v, key_mask, position_bias, heads: int):
+    """(B, T, C) q (already scaled), k, v -> (B, T, C); the math MultiHeadAttention computes."""
+    b, t, c = q.shape[0], q.shape[1], q.shape[2]
+    qh = q.reshape(b, t, heads, c // heads).transpose(1, 2)  # (B, H, T, D)
+    kh = k.reshape(b, -1, heads, c // heads).transpose(1, 2)
+    vh = v.reshape(b, -1, heads, c // heads).transpose(1, 2)
+    scores = torch.matmul(qh, kh.transpose(2, 3))  # (B, H, T, T)
+    if position_bias is not None:
+        scores = scores + position_bias
+    scores = scores + ((1.0 - key_mask.to(scores.dtype)) * MASK_VALUE)[:, None, None, :]
+    out = torch.matmul(torch.softmax(scores, dim=-1), vh).transpose(1, 2)  # (B, T, H, D)
+    return out.reshape(b, t, c)
+
+
+def _mha(g, q, k, v, zero_bias, mask, *bias, heads):
+    return g.op("com.microsoft::MultiHeadAttention", q, k, v, zero_bias, mask, *bias,
+                num_heads_i=heads, scale_f=1.0, mask_filter_value_f=MASK_VALUE)
+
+
+class _MultiHeadAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, zero_bias, mask, heads: int):
+        return attend(q, k, v, mask, None, heads)
+
+    @staticmethod
+    def symbolic(g, q, k, v, zero_bias, mask, heads):
+        return _mha(g, q, k, v, zero_bias, mask, heads=heads)
+
+
+class _MultiHeadAttentionBias(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, zero_bias, mask, bias, heads: int):
+        return attend(q, k, v, mask, bias, heads)
+
+    @staticmethod
+    def symbolic(g, q, k, v, zero_bias, mask, bias, heads):
+        return _mha(g, q, k, v, zero_bias, mask, bias, heads=heads)
+
+
+def multi_head_attention(q, k, v, key_mask, position_bias, heads: int):
+    """One MultiHeadAttention node when traced; `attend` when run."""
+    # Every optional input before attention_bias is given: omitted inputs cannot be traced.
+    zero_bias = torch.zeros(3 * q.shape[-1], dtype=q.dtype)
+    mask = key_mask.to(torch.int32)
+    if position_bias is None:
+        return _MultiHeadAttention.apply(q, k, v, zero_bias, mask, heads)
+    return _MultiHeadAttentionBias.apply(q, k, v, zero_bias, mask, position_bias, heads)
+
+
+@torch.no_grad()
+def for_target(model: nn.Module, target: str) -> nn.Module:
+    """A copy of `model` prepared for tracing to `target` (the original is left untouched)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
+    prepared = copy.deepcopy(model).eval()
+    for module in prepared.modules():
+        if isinstance(module, SelfAttention):
+            module.linear_q.weight.mul_(module.scaling)  # fold 1/sqrt(d) into the Q projection
+            module.linear_q.bias.mul_(module.scaling)
+            module.prescaled = True
+            module.fused = target == "ort"
+    return prepared

@@ -1,0 +1,72 @@
+"""Per-target graphs: fused attention for onnxruntime, standard ops for TensorRT."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from exporter.export import export
+from exporter.parity import assert_close
+from tests.conftest import POSITION_TYPES, padded_batch
+
+
+@pytest.mark.parametrize("position", POSITION_TYPES, ids=str)
+@pytest.mark.parametrize("target", ["ort", "tensorrt"])
+def test_targets_fuse_and_match_transformers(hf_checkpoint, tmp_path, position, target):
+    path, hf_model = hf_checkpoint("CTC", position, "wider")
+    out = export(path, tmp_path / "a", target=target)
+    model = onnx.load(str(out / "model.fp32.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    attentions = hf_model.config.num_hidden_layers + hf_model.config.num_adapter_layers
+    if target == "ort":
+        assert ops.count("MultiHeadAttention") == attentions
+        assert ops.count("Softmax") == 0
+    else:
+        assert ops.count("MultiHeadAttention") == 0 and ops.count("Softmax") == attentions
+        assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
+    assert ops.count("LayerNormalization") > 0 and "ReduceMean" not in ops
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["variants"]["fp32"]["target"] == target
+    assert manifest["variants"]["fp32"]["fused_ops"]["graph"].get("MultiHeadAttention", 0) == (
+        attentions if target == "ort" else 0)
+    session = ort.InferenceSession(str(out / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
+    for frames in (23, 88):
+        features, mask = padded_batch(frames, seed=frames)
+        got = dict(zip(["logits"], session.run(None, {"input_features": features, "attention_mask": mask})))
+        with torch.no_grad():
+            expected = hf_model(torch.from_numpy(features), attention_mask=torch.from_numpy(mask)).logits
+        assert_close({"logits": expected}, got, "fp32", label=f"{target}, {frames} frames")
+
+
+def test_pointwise_convolutions_are_matmuls(tmp_path):
+    out = export("tiny", tmp_path / "a")
+    convs = [n for n in onnx.load(str(out / "model.fp32.onnx")).graph.node if n.op_type == "Conv"]
+    # Only the depthwise convolutions (one per layer) stay convolutions.
+    assert len(convs) == 2
+    assert all(a.i == 64 for n in convs for a in n.attribute if a.name == "group")
+
+
+def test_relative_key_graph_never_holds_a_t_t_headdim_tensor(tmp_path):
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    out = export("tiny", tmp_path / "a", target="tensorrt")
+    inferred = SymbolicShapeInference.infer_shapes(onnx.load(str(out / "model.fp32.onnx")), auto_merge=True)
+    head_dim = 64 // 4
+    shapes = []
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        shapes.append(dims)
+        if len(dims) >= 3 and dims[-1] == head_dim:
+            assert not (dims[-3] == dims[-2] and isinstance(dims[-2], str)), f"{value.name} has shape {dims}"
+    assert any(len(d) == 4 and d[-1] == 73 for d in shapes)  # the (B, H, T, 73) Q·Eᵀ product exists
+
+
+def test_unknown_target_is_refused(tmp_path):
+    from runtime.errors import ExportError
+
+    with pytest.raises(ExportError, match="target 'cuda' is unknown"):
+        export("tiny", tmp_path / "a", target="cuda")
