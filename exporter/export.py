@@ -198,6 +198,11 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
         files = build_variant(staging, name,
                               lambda p: trace_to_onnx(model, p, opset, manifest["min_frames"], target),
                               {**_metadata(config, head, manifest), "w2vbert.target": target})
+        if target == "tensorrt":
+            from .trt_lint import check as trt_check
+
+            log.info("checking every node against the TensorRT ONNX parser's operator list")
+            trt_check(staging / name)
         log.info("parity vs the PyTorch reference at %s frames (batch 3, padded)", list(PARITY_FRAMES))
         rows = onnx_parity(model, staging / name, manifest["min_frames"])
         from .fusion_report import fused_op_counts
@@ -208,7 +213,7 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
         if with_frontend:
             from .export_frontend import add_frontend_variant
 
-            add_frontend_variant(model, staging, manifest, opset, _metadata(config, head, manifest))
+            add_frontend_variant(model, staging, manifest, opset, _metadata(config, head, manifest), target)
         artifact.finish_manifest(staging, manifest)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - started)
     return out

@@ -45,9 +45,12 @@ def min_samples(min_frames: int, stride: int) -> int:
     return 400 + 160 * (max(2, min_frames * stride) - 1)
 
 
-def add_frontend_variant(model, staging: Path, manifest: dict, opset: int, metadata: dict) -> None:
+def add_frontend_variant(model, staging: Path, manifest: dict, opset: int, metadata: dict,
+                         target: str = "ort") -> None:
+    from .fused import for_target
+
     pre = manifest["preprocessor"]
-    wrapped = WaveformModel(model, pre).eval()
+    wrapped = WaveformModel(for_target(model, target), pre).eval()
     rate = int(pre.get("sampling_rate", 16000))
     shortest = min_samples(manifest["min_frames"], int(pre.get("stride", 2)))
     names = list(OUTPUT_NAMES[model.head]) + ["output_lengths"]
@@ -64,7 +67,7 @@ def add_frontend_variant(model, staging: Path, manifest: dict, opset: int, metad
     log.info("parity of the raw-audio variant vs numpy front end + reference")
     rows = frontend_parity(model, staging / NAME, FeatureExtractor.from_params(pre), rate, shortest)
     manifest["variants"]["fp32-frontend"] = {
-        "file": NAME, "files": files, "target": "ort", "precision": "fp32", "frontend": True,
+        "file": NAME, "files": files, "target": target, "precision": "fp32", "frontend": True,
         "inputs": json.loads(meta["w2vbert.inputs"]), "parity": parity_record(rows)}
 
 

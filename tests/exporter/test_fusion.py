@@ -70,3 +70,17 @@ def test_unknown_target_is_refused(tmp_path):
 
     with pytest.raises(ExportError, match="target 'cuda' is unknown"):
         export("tiny", tmp_path / "a", target="cuda")
+
+
+def test_tensorrt_lint_accepts_our_graph_and_names_bad_nodes(tmp_path):
+    from exporter.trt_lint import lint
+
+    trt = export("tiny", tmp_path / "trt", target="tensorrt")
+    assert lint(trt / "model.fp32.onnx") == []
+    ort_graph = export("tiny", tmp_path / "ort", target="ort")
+    problems = lint(ort_graph / "model.fp32.onnx")
+    assert len(problems) == 2 and all("com.microsoft::MultiHeadAttention" in p for p in problems)
+    model = onnx.load(str(trt / "model.fp32.onnx"))
+    model.graph.node[0].op_type = "MatMulInteger"
+    onnx.save(model, str(tmp_path / "bad.onnx"))
+    assert any("MatMulInteger is not supported by TensorRT 10.15" in p for p in lint(tmp_path / "bad.onnx"))
