@@ -76,6 +76,8 @@ def build(spec: dict, threads: int):
         session = Session(spec["artifact"], precision=spec["precision"], provider=spec["provider"],
                           threads=threads, verify=False, spin=False)
         return session.run
+    if kind == "plain-export" and Path(spec["path"]).is_file():
+        return _ort_runner(Path(spec["path"]), threads)  # no torch in this process: its RSS is ORT's
     import torch
 
     torch.set_num_threads(threads)
@@ -83,11 +85,11 @@ def build(spec: dict, threads: int):
         from exporter.checkpoint import load_model
 
         return _torch_runner(load_model(spec["source"]))
-    model = transformers_model(spec["source"])
     if kind == "transformers":
-        return _torch_runner(model, hf=True)
-    if kind == "plain-export":
-        return _plain_export_runner(model, Path(spec["path"]), threads)
+        return _torch_runner(transformers_model(spec["source"]), hf=True)
+    if kind == "plain-export":  # the one-off --prepare run
+        export_plain(transformers_model(spec["source"]), Path(spec["path"]))
+        return _ort_runner(Path(spec["path"]), threads)
     raise ValueError(f"unknown backend kind {kind!r}")
 
 
@@ -133,19 +135,23 @@ def materialize(source: str | None, folder: Path) -> str:
     return str(folder)
 
 
-def _plain_export_runner(model, path: Path, threads: int):
-    """What users do today: torch.onnx.export of the transformers model, ORT default settings."""
-    import onnxruntime as ort
+def export_plain(model, path: Path) -> None:
+    """What users do today: torch.onnx.export of the transformers model with dynamic axes."""
     import torch
 
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        x = torch.randn(1, 64, model.config.feature_projection_input_dim)
-        mask = torch.ones(1, 64, dtype=torch.int64)
-        axes = {"input_features": {0: "batch", 1: "frames"}, "attention_mask": {0: "batch", 1: "frames"}}
-        with torch.no_grad():
-            torch.onnx.export(model, (x, mask), str(path), input_names=["input_features", "attention_mask"],
-                              dynamic_axes=axes, opset_version=17, dynamo=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.randn(1, 64, model.config.feature_projection_input_dim)
+    mask = torch.ones(1, 64, dtype=torch.int64)
+    axes = {"input_features": {0: "batch", 1: "frames"}, "attention_mask": {0: "batch", 1: "frames"}}
+    with torch.no_grad():
+        torch.onnx.export(model, (x, mask), str(path), input_names=["input_features", "attention_mask"],
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+def _ort_runner(path: Path, threads: int):
+    """onnxruntime with default settings (but for the thread count and no spin-waiting)."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as for every ORT backend here
