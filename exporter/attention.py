@@ -66,6 +66,7 @@ class SelfAttention(nn.Module):
         self.linear_out = nn.Linear(hidden, hidden)
         self.prescaled = False  # set by exporter.fused.for_target
         self.fused = False
+        self.u_folded = False
 
         if self.position_embeddings_type == "relative":
             self.linear_pos = nn.Linear(hidden, hidden, bias=False)
@@ -117,6 +118,8 @@ class SelfAttention(nn.Module):
         b, t = q.shape[0], q.shape[1]
         u = (self.pos_bias_u * self.scaling).reshape(-1)  # (C,): the scale applies to q + u
         v = (self.pos_bias_v * self.scaling).reshape(-1)
+        if self.u_folded:  # export put u into linear_q's bias: q already is s*(q + u)
+            v, u = v - u, torch.zeros_like(u)
         pos = self.linear_pos(sinusoids)  # (1, 2T-1, C)
         pos = pos.reshape(1, -1, self.num_heads, self.head_size).permute(0, 2, 3, 1)  # (1, H, D, 2T-1)
         qv = (q + v).reshape(b, t, self.num_heads, self.head_size).transpose(1, 2)  # (B, H, T, D)

@@ -205,11 +205,13 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
             trt_check(staging / name)
         log.info("parity vs the PyTorch reference at %s frames (batch 3, padded)", list(PARITY_FRAMES))
         rows = onnx_parity(model, staging / name, manifest["min_frames"])
+        from .fused import check_fused
         from .fusion_report import fused_op_counts
 
+        fused = fused_op_counts(staging / name, target)
+        check_fused(model, fused["graph"], target)
         manifest["variants"]["fp32"] = {"file": name, "files": files, "target": target, "precision": "fp32",
-                                        "parity": parity_record(rows),
-                                        "fused_ops": fused_op_counts(staging / name, target)}
+                                        "parity": parity_record(rows), "fused_ops": fused}
         if with_frontend:
             from .export_frontend import add_frontend_variant
 

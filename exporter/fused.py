@@ -72,6 +72,24 @@ def multi_head_attention(q, k, v, key_mask, position_bias, heads: int):
     return _MultiHeadAttentionBias.apply(q, k, v, zero_bias, mask, position_bias, heads)
 
 
+class _SkipLayerNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, skip, gamma, beta, eps: float):
+        summed = x + skip
+        return nn.functional.layer_norm(summed, gamma.shape, gamma, beta, eps), summed
+
+    @staticmethod
+    def symbolic(g, x, skip, gamma, beta, eps):
+        out, _, _, summed = g.op("com.microsoft::SkipLayerNormalization", x, skip, gamma, beta,
+                                 epsilon_f=eps, outputs=4)
+        return out, summed
+
+
+def skip_layer_norm(x, skip, norm: nn.LayerNorm):
+    """(LayerNorm(x + skip), x + skip) as one com.microsoft SkipLayerNormalization when traced."""
+    return _SkipLayerNorm.apply(x, skip, norm.weight, norm.bias, norm.eps)
+
+
 @torch.no_grad()
 def for_target(model: nn.Module, target: str) -> nn.Module:
     """A copy of `model` prepared for tracing to `target` (the original is left untouched)."""
@@ -80,8 +98,33 @@ def for_target(model: nn.Module, target: str) -> nn.Module:
     prepared = copy.deepcopy(model).eval()
     for module in prepared.modules():
         if isinstance(module, SelfAttention):
+            if module.position_embeddings_type == "relative":
+                module.linear_q.bias.add_(module.pos_bias_u.reshape(-1))  # Transformer-XL's u: a Q bias
+                module.u_folded = True
             module.linear_q.weight.mul_(module.scaling)  # fold 1/sqrt(d) into the Q projection
             module.linear_q.bias.mul_(module.scaling)
             module.prescaled = True
             module.fused = target == "ort"
+    if target == "ort":
+        for module in prepared.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.fused = True  # read by exporter.model.add_norm (only residual sums use it)
     return prepared
+
+
+def expected_attention_nodes(model: nn.Module) -> int:
+    return sum(isinstance(m, SelfAttention) for m in model.modules())
+
+
+def check_fused(model: nn.Module, graph_ops: dict[str, int], target: str) -> None:
+    """Fail loudly when the exported graph does not hold the fused attention it should."""
+    from runtime.errors import ExportError
+
+    expected = expected_attention_nodes(model)
+    found = graph_ops.get("MultiHeadAttention", 0)
+    if target == "ort" and found != expected:
+        raise ExportError(f"expected {expected} MultiHeadAttention nodes (one per self-attention), "
+                          f"the graph has {found}: attention fusion did not apply")
+    if target == "tensorrt" and (found or graph_ops.get("Softmax", 0) != expected):
+        raise ExportError(f"the tensorrt graph should hold {expected} Softmax-based attentions and no "
+                          f"MultiHeadAttention; it has {graph_ops.get('Softmax', 0)} and {found}")

@@ -44,6 +44,16 @@ def conv_output_lengths(lengths: torch.Tensor, config: W2VBertConfig) -> torch.T
     return lengths
 
 
+def add_norm(x: torch.Tensor, skip: torch.Tensor, norm: nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(norm(x + skip), x + skip); one SkipLayerNormalization when exporting for onnxruntime."""
+    if getattr(norm, "fused", False):
+        from .fused import skip_layer_norm
+
+        return skip_layer_norm(x, skip, norm)
+    summed = x + skip
+    return norm(summed), summed
+
+
 def length_mask(lengths: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
     """(B,) lengths -> (B, T) 0/1 int64 mask of positions < length."""
     return (torch.arange(frames)[None, :] < lengths[:, None]).to(torch.int64)
@@ -86,7 +96,7 @@ class ConvolutionModule(nn.Module):
         self.pointwise_conv2 = nn.Conv1d(c, c, kernel_size=1, bias=False)
 
     def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.layer_norm(hidden)
+        """`hidden` is already normalised by self.layer_norm (the caller fuses it with the residual)."""
         # Padding must not leak into real frames through the depthwise kernel.
         hidden = hidden * frame_mask[:, :, None].to(hidden.dtype)
         # Pointwise Conv1d(k=1) == a matrix product: traced as MatMul, so it fuses and quantizes
@@ -113,11 +123,14 @@ class ConformerLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
 
     def forward(self, hidden, frame_mask, position_embeddings):
-        hidden = self.ffn1(self.ffn1_layer_norm(hidden)) * 0.5 + hidden
-        hidden = self.self_attn(self.self_attn_layer_norm(hidden), frame_mask, position_embeddings) + hidden
-        hidden = hidden + self.conv_module(hidden, frame_mask)
-        hidden = self.ffn2(self.ffn2_layer_norm(hidden)) * 0.5 + hidden
-        return self.final_layer_norm(hidden)
+        # Each residual sum feeds the next LayerNorm: add_norm returns both (one
+        # SkipLayerNormalization node in the onnxruntime graph).
+        normed, hidden = add_norm(self.ffn1(self.ffn1_layer_norm(hidden)) * 0.5, hidden, self.self_attn_layer_norm)
+        attended = self.self_attn(normed, frame_mask, position_embeddings)
+        normed, hidden = add_norm(attended, hidden, self.conv_module.layer_norm)
+        normed, hidden = add_norm(self.conv_module(normed, frame_mask), hidden, self.ffn2_layer_norm)
+        normed, _ = add_norm(self.ffn2(normed) * 0.5, hidden, self.final_layer_norm)
+        return normed
 
 
 class Encoder(nn.Module):
@@ -170,8 +183,9 @@ class AdapterLayer(nn.Module):
         residual = self.activation(self.residual_conv(residual)).transpose(1, 2)  # (B, T', C)
         hidden = self.self_attn_layer_norm(hidden).transpose(1, 2)
         hidden = self.activation(self.self_attn_conv(hidden)).transpose(1, 2)  # (B, T', C)
-        hidden = self.self_attn(hidden, length_mask(lengths, hidden.shape[1])) + residual
-        return self.ffn(self.ffn_layer_norm(hidden)) + hidden
+        attended = self.self_attn(hidden, length_mask(lengths, hidden.shape[1]))
+        normed, hidden = add_norm(attended, residual, self.ffn_layer_norm)
+        return self.ffn(normed) + hidden
 
 
 class Adapter(nn.Module):

@@ -25,6 +25,9 @@ def test_targets_fuse_and_match_transformers(hf_checkpoint, tmp_path, position, 
     if target == "ort":
         assert ops.count("MultiHeadAttention") == attentions
         assert ops.count("Softmax") == 0
+        # 4 residual sums per Conformer layer and 1 per adapter layer feed a LayerNorm
+        layers = hf_model.config.num_hidden_layers
+        assert ops.count("SkipLayerNormalization") == 4 * layers + hf_model.config.num_adapter_layers
     else:
         assert ops.count("MultiHeadAttention") == 0 and ops.count("Softmax") == attentions
         assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
@@ -79,8 +82,24 @@ def test_tensorrt_lint_accepts_our_graph_and_names_bad_nodes(tmp_path):
     assert lint(trt / "model.fp32.onnx") == []
     ort_graph = export("tiny", tmp_path / "ort", target="ort")
     problems = lint(ort_graph / "model.fp32.onnx")
-    assert len(problems) == 2 and all("com.microsoft::MultiHeadAttention" in p for p in problems)
+    assert sum("com.microsoft::MultiHeadAttention" in p for p in problems) == 2
+    assert sum("com.microsoft::SkipLayerNormalization" in p for p in problems) == 8  # 4 per layer
+    assert len(problems) == 10
     model = onnx.load(str(trt / "model.fp32.onnx"))
     model.graph.node[0].op_type = "MatMulInteger"
     onnx.save(model, str(tmp_path / "bad.onnx"))
     assert any("MatMulInteger is not supported by TensorRT 10.15" in p for p in lint(tmp_path / "bad.onnx"))
+
+
+def test_missing_fusion_is_an_error_not_a_silent_fallback():
+    from exporter.fused import check_fused
+    from exporter.heads import build_model
+    from exporter.presets import preset_config
+    from runtime.errors import ExportError
+
+    model = build_model(preset_config("tiny"))
+    check_fused(model, {"MultiHeadAttention": 2}, "ort")
+    with pytest.raises(ExportError, match="expected 2 MultiHeadAttention nodes .* has 0"):
+        check_fused(model, {"Softmax": 2}, "ort")
+    with pytest.raises(ExportError, match="should hold 2 Softmax-based attentions"):
+        check_fused(model, {"MultiHeadAttention": 2}, "tensorrt")
