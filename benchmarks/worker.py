@@ -56,7 +56,20 @@ def main() -> None:
         t0 = time.perf_counter()
         run(features, mask)
         reply({"seconds": time.perf_counter() - t0})
-    reply({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+    reply({"peak_rss_bytes": peak_rss_bytes()})
+
+
+def peak_rss_bytes() -> int:
+    """This process's own high-water mark. VmHWM belongs to the address space, which exec
+    replaces; ru_maxrss instead survives fork + exec on Linux and would report the parent's
+    peak (the coordinator's, after it exported a 2 GB model)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 if __name__ == "__main__":

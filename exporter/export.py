@@ -88,6 +88,9 @@ def build_variant(staging: Path, name: str, tracer, metadata: dict[str, str]) ->
     tracer(raw_dir / "model.onnx")
     files = consolidate(raw_dir / "model.onnx", staging / name, metadata)
     shutil.rmtree(raw_dir)
+    from .simplify import simplify
+
+    simplify(staging / name, files)
     log.info("checking %s with onnx.checker (full check)", name)
     check_onnx(staging / name)
     return files

@@ -128,6 +128,11 @@ def test_external_data_goes_to_one_file(tmp_path, monkeypatch):
     assert run_cli("export", "tiny", "-o", out).exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.fp32.onnx", "model.fp32.onnx.data"]
     assert (out / "model.fp32.onnx").stat().st_size < 200_000
+    # all weights exactly once in the data file (no stale copy left by onnxsim's rewrite)
+    import onnx as onnx_module
+
+    weights = sum(t.ByteSize() for t in onnx_module.load(str(out / "model.fp32.onnx")).graph.initializer)
+    assert (out / "model.fp32.onnx.data").stat().st_size <= 1.1 * weights
     session = ort.InferenceSession(str(out / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
     features, mask = padded_batch(40)
     assert np.isfinite(session.run(None, {"input_features": features, "attention_mask": mask})[0]).all()
