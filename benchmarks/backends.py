@@ -162,10 +162,6 @@ def _ort_runner(path: Path, threads: int):
     return run
 
 
-def spec_label(spec: dict) -> str:
-    return json.dumps(spec, sort_keys=True)
-
-
 def file_size(spec: dict) -> int | None:
     """Bytes of the model files a backend loads (None for in-memory PyTorch models)."""
     if spec["kind"] == "session":

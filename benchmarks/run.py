@@ -11,7 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runtime.errors import ArtifactError
 from runtime.manifest import MANIFEST_NAME, load_manifest
 
 from . import report
@@ -111,7 +110,3 @@ def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | No
 def grid_size(grid: Grid) -> int:
     return len(grid.cases()) * grid.repeats
 
-
-def check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ArtifactError(f"benchmark output {out_dir} exists and is not a directory")

@@ -25,7 +25,7 @@ from runtime.errors import ExportError
 from . import artifact
 from .checkpoint import SIDE_FILES, load_model, resolve_source
 from .heads import OUTPUT_NAMES
-from .parity import OutputDiff, assert_close
+from .parity import OutputDiff, assert_close, keep_worst
 
 log = logging.getLogger("w2vbert")
 
@@ -147,9 +147,8 @@ def onnx_parity(model: torch.nn.Module, onnx_path: Path, min_frames: int, precis
             reference = {k: v.numpy() for k, v in model(torch.from_numpy(features), torch.from_numpy(mask)).items()}
         names = [o.name for o in session.get_outputs()]
         got = dict(zip(names, session.run(None, {"input_features": features, "attention_mask": mask})))
-        for row in assert_close(reference, got, precision, label=f"{onnx_path.name}, {n} frames, batch 3"):
-            if row.name not in worst or row.max_abs > worst[row.name].max_abs:
-                worst[row.name] = row
+        label = f"{onnx_path.name}, {n} frames, batch 3"
+        keep_worst(worst, assert_close(reference, got, precision, label=label))
     return list(worst.values())
 
 

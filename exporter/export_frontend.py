@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from runtime.features import FeatureExtractor
+from runtime.shapes import min_samples
 
 from .export import build_variant, output_axes, parity_record, trace
 from .frontend import WaveformModel
 from .heads import OUTPUT_NAMES
-from .parity import OutputDiff, assert_close
+from .parity import OutputDiff, assert_close, keep_worst
 
 log = logging.getLogger("w2vbert")
 
@@ -38,11 +39,6 @@ def example_audio(seconds, rate: int, min_samples: int, seed: int = 0):
         t = np.arange(n) / rate
         wave[i, :n] = 0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.05 * rng.standard_normal(n)
     return wave, lengths.astype(np.int64)
-
-
-def min_samples(min_frames: int, stride: int) -> int:
-    """Samples for `min_frames` stacked frames (400-sample windows every 160)."""
-    return 400 + 160 * (max(2, min_frames * stride) - 1)
 
 
 def add_frontend_variant(model, staging: Path, manifest: dict, opset: int, metadata: dict,
@@ -87,7 +83,6 @@ def frontend_parity(model, path: Path, extractor: FeatureExtractor, rate: int, s
         expected_lengths = [output_frames(int(n), model.config.to_dict()) for n in mask.sum(axis=1)]
         reference["output_lengths"] = np.array(expected_lengths, np.int64)
         got = dict(zip(names, session.run(None, {"waveform": wave, "waveform_lengths": lengths})))
-        for row in assert_close(reference, got, "fp32-frontend", label=f"{path.name}, {seconds} s"):
-            if row.name not in worst or row.max_abs > worst[row.name].max_abs:
-                worst[row.name] = row
+        label = f"{path.name}, {seconds} s"
+        keep_worst(worst, assert_close(reference, got, "fp32-frontend", label=label))
     return list(worst.values())

@@ -91,6 +91,13 @@ def assert_close(reference: dict, candidate: dict, precision: str, label: str = 
     return rows
 
 
+def keep_worst(worst: dict[str, OutputDiff], rows: list[OutputDiff]) -> None:
+    """Fold one comparison's rows into `worst`: per output, the row with the largest abs error."""
+    for row in rows:
+        if row.name not in worst or row.max_abs > worst[row.name].max_abs:
+            worst[row.name] = row
+
+
 def _numpy(value) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()

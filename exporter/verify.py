@@ -34,7 +34,9 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
     if variant.get("frontend"):
         from runtime.features import FeatureExtractor
 
-        from .export_frontend import frontend_parity, min_samples
+        from runtime.shapes import min_samples
+
+        from .export_frontend import frontend_parity
 
         pre = manifest.data["preprocessor"]
         log.info("parity of %s vs numpy front end + PyTorch reference", variant["file"])

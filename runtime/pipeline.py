@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -139,8 +138,3 @@ class AudioPipeline:
             spans[-1][1], spans[-1][3] = last[1], last[3]
         return [(wave[lo:hi], keep_lo - lo, keep_hi - lo) for lo, hi, keep_lo, keep_hi in spans]
 
-
-def load_many(paths: list[str | Path], rate: int) -> list[np.ndarray]:
-    from .audio import load_audio
-
-    return [load_audio(p, rate) for p in paths]

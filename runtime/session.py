@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, DependencyError, InputError, require
-from .features import FRAME_LENGTH, HOP_LENGTH
 from .inputs import check_features, check_mask, check_waveform
 from .manifest import Manifest, load_manifest
-from .shapes import min_frames
+from .shapes import min_frames, min_samples
 
 log = logging.getLogger("w2vbert")
 
@@ -86,12 +85,9 @@ class Session:
         if not self.raw_audio:
             raise InputError("this variant takes features; export with --with-frontend and load "
                              "precision='fp32-frontend' for raw audio")
-        wave, lengths = check_waveform(waveform, lengths, self._min_samples())
+        shortest = min_samples(self.min_frames, int(self.preprocessor.get("stride", 2)))
+        wave, lengths = check_waveform(waveform, lengths, shortest)
         return self._run({"waveform": wave, "waveform_lengths": lengths}, wave.shape)
-
-    def _min_samples(self) -> int:
-        stride = int(self.preprocessor.get("stride", 2))
-        return FRAME_LENGTH + HOP_LENGTH * (max(2, self.min_frames * stride) - 1)
 
     def _run(self, feeds: dict, shape) -> dict[str, np.ndarray]:
         try:

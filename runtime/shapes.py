@@ -26,6 +26,12 @@ def output_length_formula(config: dict[str, Any]) -> str:
     return f"out = frames; repeat {n} times: out = floor((out + {2 * (k // 2)} - {k}) / {s}) + 1"
 
 
+def min_samples(min_frames: int, stride: int = 2) -> int:
+    """16 kHz samples giving `min_frames` stacked frames (400-sample windows every 160 samples);
+    never fewer than 2 fbank frames, which the unbiased per-bin variance needs."""
+    return 400 + 160 * (max(2, min_frames * stride) - 1)
+
+
 def min_frames(config: dict[str, Any], head: str) -> int:
     """Fewest real input frames (of 160-dim stacked features) one utterance may have.
 
