@@ -20,23 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def edit_distance(a, b) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
-def error_rates(hypotheses: list[str], references: list[str]) -> tuple[float, float]:
-    """(CER, WER) in percent, summed over the set (errors / reference length)."""
-    chars = sum(edit_distance(h, r) for h, r in zip(hypotheses, references))
-    words = sum(edit_distance(h.split(), r.split()) for h, r in zip(hypotheses, references))
-    return (100.0 * chars / sum(len(r) for r in references),
-            100.0 * words / sum(len(r.split()) for r in references))
+from runtime.decode import error_rates
 
 
 def held_out_sets(per_set: int):

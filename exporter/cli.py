@@ -50,23 +50,40 @@ def main(ctx, debug, quiet):
               help="Override the head named by config.json `architectures`.")
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (>= 17).")
 @click.option("--precision", default="fp32", show_default=True,
-              help="Comma-separated precisions to export (this version: fp32).")
+              help="Comma-separated: fp32, fp16, int8 (dynamic, ort), int8-qdq (calibrated), int4 (ort). "
+                   "fp32 is always built; the others are gated against it.")
+@click.option("--calibration", type=click.Path(exists=True),
+              help="int8-qdq: audio files / .npy features (file or dir) to calibrate on [bundled samples].")
+@click.option("--calibrator", type=click.Choice(["percentile", "entropy", "minmax"]), default="percentile",
+              show_default=True, help="int8-qdq activation range method.")
+@click.option("--gate-data", type=click.Path(exists=True),
+              help="Held-out audio / .npy for the accuracy gates [bundled samples].")
+@click.option("--gate", "gate_overrides", multiple=True, metavar="[PRECISION.]KEY=VALUE",
+              help="Override a gate threshold, e.g. int8.max_cer=1.0 (repeatable).")
+@click.option("--keep-fp32", default="none", show_default=True,
+              help="none | auto (keep the most sensitive layers in fp32 until the gate passes) | "
+                   "comma-separated substrings of MatMul node names.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--target", type=click.Choice(["ort", "tensorrt"]), default="ort", show_default=True,
               help="ort: com.microsoft MultiHeadAttention; tensorrt: standard ONNX ops only.")
 @click.option("--with-frontend", is_flag=True,
               help="Also write model.fp32.frontend.onnx: raw 16 kHz samples in, head outputs out.")
-def export(source, out, head, opset, precision, force, target, with_frontend):
+def export(source, out, head, opset, precision, calibration, calibrator, gate_data, gate_overrides, keep_fp32,
+           force, target, with_frontend):
     """Export SOURCE (checkpoint dir or preset; default: the bundled model) to OUT.
 
     SOURCE is a Hugging Face checkpoint directory (config.json + model.safetensors)
     or a preset: `tiny`, `w2v-bert-2.0` (random weights, the 600M architecture).
     """
     from exporter.export import export as run_export
+    from exporter.gates import parse_overrides
+    from exporter.variants import QuantOptions
 
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
+    quant = QuantOptions(calibration=calibration, calibrator=calibrator, gate_data=gate_data,
+                         gates=parse_overrides(gate_overrides), keep_fp32=keep_fp32)
     path = run_export(source, out, head=head, opset=opset, precisions=precisions, force=force,
-                      with_frontend=with_frontend, target=target)
+                      with_frontend=with_frontend, target=target, quant=quant)
     _print_summary(path)
 
 
@@ -174,9 +191,16 @@ def _print_summary(path) -> None:
     click.echo(f"lengths    {data.get('output_length_formula')}; min frames {data.get('min_frames')}")
     for precision, variant in data["variants"].items():
         size = sum(data["files"][f]["bytes"] for f in variant["files"]) / 1e6
-        parity = ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in variant.get("parity", {}).items())
-        click.echo(f"variant    {precision:<6} {variant['file']:<22} {size:9.1f} MB  target {variant['target']}"
-                   f"  max abs err: {parity}")
+        if "gate" in variant:
+            metrics = variant["gate"]["metrics"]
+            check = "gate " + ", ".join(f"{k} {metrics[k]:.4g}" for k in ("cosine", "agreement", "cer")
+                                        if k in metrics)
+            if variant.get("kept_fp32"):
+                check += f", {len(variant['kept_fp32'])} MatMuls kept fp32"
+        else:
+            check = "max abs err: " + ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in variant.get("parity", {}).items())
+        click.echo(f"variant    {precision:<8} {variant['file']:<22} {size:9.1f} MB  target {variant['target']}"
+                   f"  {check}")
     versions = ", ".join(f"{k} {v}" for k, v in data.get("versions", {}).items())
     click.echo(f"versions   {versions}")
 

@@ -33,7 +33,6 @@ DEFAULT_OPSET = 17
 TRACE_FRAMES = 64
 PARITY_FRAMES = (37, 101)  # both unlike TRACE_FRAMES: proves the frames axis is dynamic
 PROTOBUF_LIMIT = 2 * 1024 ** 3
-PRECISIONS = ("fp32",)
 
 
 def example_batch(frames: int, feature_dim: int, min_frames: int, seed: int = 0):
@@ -102,11 +101,20 @@ def parity_record(rows: list[OutputDiff]) -> dict:
     return {r.name: {"max_abs": r.max_abs, "max_rel": r.max_rel, "tolerance": r.tolerance} for r in rows}
 
 
-def consolidate(raw: Path, final: Path, metadata: dict[str, str]) -> list[str]:
-    """Load the raw export, add metadata, save; weights go to ONE external file when > 2 GB."""
+def consolidate(raw: Path, final: Path, metadata: dict[str, str], replace: bool = False,
+                transform=None) -> list[str]:
+    """Load the raw export, add metadata, save; weights go to ONE external file when > 2 GB.
+
+    `replace`: drop the model's existing metadata first (a converted variant carries its source's).
+    `transform`: a graph rewrite applied to the loaded ModelProto before saving.
+    """
     import onnx
 
     model = onnx.load(str(raw), load_external_data=True)
+    if transform is not None:
+        transform(model)
+    if replace:
+        del model.metadata_props[:]
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -165,20 +173,23 @@ def _metadata(config, head: str, manifest: dict) -> dict[str, str]:
 
 
 def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None = None,
-           opset: int = DEFAULT_OPSET, precisions=PRECISIONS, force: bool = False,
-           with_frontend: bool = False, target: str = "ort") -> Path:
+           opset: int = DEFAULT_OPSET, precisions=("fp32",), force: bool = False,
+           with_frontend: bool = False, target: str = "ort", quant=None) -> Path:
     """Export `source` (checkpoint dir, preset name, or the bundled default) to an artifact at `out`.
 
     `target` "ort" emits com.microsoft MultiHeadAttention; "tensorrt" keeps standard ONNX ops.
     `with_frontend` also writes `model.fp32.frontend.onnx`, whose inputs are raw samples.
+    `precisions`: fp32 is always built (the others are made from it and gated against it);
+    `quant` (variants.QuantOptions) sets calibration, gate data, thresholds and --keep-fp32.
     """
     from .fused import TARGETS
+    from .quantize import check_precision
+    from .variants import QuantOptions, add_precision_variants
 
     if target not in TARGETS:
         raise ExportError(f"target {target!r} is unknown; expected one of {', '.join(TARGETS)}")
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown:
-        raise ExportError(f"precision {unknown} not supported; this version exports {', '.join(PRECISIONS)}")
+    for precision in precisions:
+        check_precision(precision, target)
     if opset < 17:
         raise ExportError(f"opset {opset} is too old; LayerNormalization needs opset >= 17")
     out = Path(out)
@@ -218,6 +229,7 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
             from .export_frontend import add_frontend_variant
 
             add_frontend_variant(model, staging, manifest, opset, _metadata(config, head, manifest), target)
+        add_precision_variants(staging, manifest, precisions, target, quant or QuantOptions())
         artifact.finish_manifest(staging, manifest)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - started)
     return out

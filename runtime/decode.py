@@ -108,3 +108,26 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     if norm == 0:
         raise InputError("cosine similarity of a zero embedding is undefined")
     return float(a @ b / norm)
+
+
+def edit_distance(a, b) -> int:
+    """Levenshtein distance of two sequences (characters, words or token ids)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def error_rates(hypotheses: list[str], references: list[str]) -> tuple[float, float]:
+    """(CER, WER) in percent, summed over the set (errors / reference length).
+
+    An empty reference set counts its length as 1, so a model that says nothing where the
+    reference says nothing scores 0 and any output scores > 0 instead of dividing by zero.
+    """
+    chars = sum(edit_distance(h, r) for h, r in zip(hypotheses, references))
+    words = sum(edit_distance(h.split(), r.split()) for h, r in zip(hypotheses, references))
+    return (100.0 * chars / max(1, sum(len(r) for r in references)),
+            100.0 * words / max(1, sum(len(r.split()) for r in references)))

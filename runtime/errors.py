@@ -50,6 +50,12 @@ class ParityError(ExportError):
     exit_code = 7
 
 
+class GateError(ParityError):
+    """A reduced-precision variant (fp16, int8, int4) failed its task-accuracy gate."""
+
+    exit_code = 7
+
+
 class DependencyError(W2VBertError, ImportError):
     """An optional dependency (an extra of the package) is not installed."""
 

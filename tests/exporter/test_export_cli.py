@@ -102,7 +102,7 @@ def test_bad_sources_fail_cleanly(hf_checkpoint, tmp_path, problem):
         needle = "truncated"
     else:
         args += ["--precision", "int3"]
-        needle = "precision ['int3'] not supported"
+        needle = "precision 'int3' is unknown"
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
     assert needle in result.output and "Traceback" not in result.output

@@ -1,0 +1,142 @@
+"""Accuracy gates: a reduced-precision variant is written only if it keeps the task's answers.
+
+Every variant is compared with the fp32 variant of the same artifact on held-out inputs
+(:func:`exporter.calibration.held_out_batches`), over real frames only:
+
+* every head: max / mean abs error, the max error scaled by the output's largest
+  magnitude (checked against the precision's tolerance in ``parity.TOLERANCES``), and the
+  lowest per-utterance cosine similarity of the main output;
+* CTC: frame-argmax agreement and the greedy transcripts' character error rate against
+  the fp32 transcripts (percent; on collapsed token ids, i.e. characters for a
+  character vocabulary);
+* SequenceClassification: top-1 agreement; AudioFrameClassification: frame agreement.
+
+Thresholds below are the defaults; ``--gate [PRECISION.]KEY=VALUE`` overrides them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.decode import edit_distance
+from runtime.errors import ExportError
+from runtime.shapes import output_frames
+
+from .parity import tolerance
+
+# Published int8 Conformer results range from no loss to doubled WER: the task metrics
+# (agreement, CER) gate, the tensor metrics only catch gross breakage.
+GATE_DEFAULTS: dict[str, dict[str, float]] = {
+    "fp16": {"min_cosine": 0.999, "min_agreement": 0.99, "max_cer": 0.1},
+    "int8": {"min_cosine": 0.98, "min_agreement": 0.95, "max_cer": 0.5},
+    "int8-qdq": {"min_cosine": 0.98, "min_agreement": 0.95, "max_cer": 0.5},
+    "int4": {"min_cosine": 0.95, "min_agreement": 0.90, "max_cer": 1.0},
+}
+MAIN_OUTPUT = {"Model": "last_hidden_state", "CTC": "logits", "SequenceClassification": "logits",
+               "AudioFrameClassification": "logits", "XVector": "embeddings"}
+FRAME_OUTPUTS = {"Model", "CTC", "AudioFrameClassification"}
+
+
+@dataclass
+class GateResult:
+    precision: str
+    metrics: dict[str, float]
+    thresholds: dict[str, float]
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def record(self) -> dict:
+        return {"passed": self.passed, "metrics": self.metrics, "thresholds": self.thresholds,
+                "failures": self.failures}
+
+    def report(self) -> str:
+        lines = [f"{self.precision} accuracy gate {'passed' if self.passed else 'FAILED'}:"]
+        lines += [f"  {k:<22} {v:.6g}" for k, v in self.metrics.items()]
+        lines += [f"  FAIL {f}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def parse_overrides(items) -> dict[str, dict[str, float]]:
+    """["int8.max_cer=1", "min_cosine=0.9"] -> {"int8": {...}, "*": {...}}."""
+    known = {k for table in GATE_DEFAULTS.values() for k in table} | {"max_scaled_error"}
+    out: dict[str, dict[str, float]] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        scope, _, name = key.rpartition(".")
+        if not sep or name not in known or (scope and scope not in GATE_DEFAULTS):
+            raise ExportError(f"gate override {item!r} is not [PRECISION.]KEY=VALUE with KEY in {sorted(known)} "
+                              f"and PRECISION in {sorted(GATE_DEFAULTS)}")
+        try:
+            out.setdefault(scope or "*", {})[name] = float(value)
+        except ValueError as exc:
+            raise ExportError(f"gate override {item!r}: {value!r} is not a number") from exc
+    return out
+
+
+def thresholds(precision: str, head: str, overrides: dict | None = None) -> dict[str, float]:
+    table = {**GATE_DEFAULTS[precision], "max_scaled_error": tolerance(precision, MAIN_OUTPUT[head])}
+    if head not in ("CTC",):
+        table.pop("max_cer")
+    if head in ("Model", "XVector"):
+        table.pop("min_agreement")
+    for scope in ("*", precision):
+        table.update({k: v for k, v in (overrides or {}).get(scope, {}).items() if k in table})
+    return table
+
+
+def evaluate(precision: str, head: str, config: dict, reference, candidate, batches,
+             overrides: dict | None = None) -> GateResult:
+    """`reference` / `candidate`: callables (features, mask) -> {output name: array}."""
+    limits = thresholds(precision, head, overrides)
+    main = MAIN_OUTPUT[head]
+    pairs = []  # (reference, candidate) per utterance, real frames only
+    for features, mask in batches:
+        ref, got = reference(features, mask)[main], candidate(features, mask)[main]
+        for i, frames in enumerate(mask.sum(axis=1)):
+            n = output_frames(int(frames), config) if head in FRAME_OUTPUTS else None
+            pairs.append((ref[i, :n] if n else ref[i], got[i, :n] if n else got[i]))
+    metrics = _tensor_metrics(pairs)
+    if head in ("CTC", "AudioFrameClassification", "SequenceClassification"):
+        agree = [np.argmax(r, -1) == np.argmax(g, -1) for r, g in pairs]
+        metrics["agreement"] = float(np.mean(np.concatenate([np.ravel(a) for a in agree])))
+    if head == "CTC":
+        blank = int(config.get("pad_token_id") or 0)
+        hyps, refs = [_greedy(g, blank) for _, g in pairs], [_greedy(r, blank) for r, _ in pairs]
+        errors = sum(edit_distance(h, r) for h, r in zip(hyps, refs))
+        metrics["cer"] = 100.0 * errors / max(1, sum(len(r) for r in refs))
+    return GateResult(precision, metrics, limits, _failures(metrics, limits))
+
+
+def _tensor_metrics(pairs) -> dict[str, float]:
+    diffs = [np.abs(r.astype(np.float64) - g) for r, g in pairs]
+    scale = max(float(np.abs(r).max()) for r, _ in pairs) or 1.0
+    cosines = []
+    for r, g in pairs:
+        r, g = r.ravel().astype(np.float64), g.ravel().astype(np.float64)
+        norm = np.linalg.norm(r) * np.linalg.norm(g)
+        cosines.append(float(r @ g / norm) if norm else float(np.array_equal(r, g)))
+    finite = all(np.isfinite(g).all() for _, g in pairs)
+    return {"finite": float(finite), "max_abs": float(max(d.max() for d in diffs)),
+            "mean_abs": float(np.mean(np.concatenate([d.ravel() for d in diffs]))),
+            "scaled_error": float(max(d.max() for d in diffs)) / scale, "cosine": min(cosines)}
+
+
+def _greedy(logits: np.ndarray, blank: int) -> list[int]:
+    ids = np.argmax(logits, -1)
+    keep = np.r_[True, ids[1:] != ids[:-1]] & (ids != blank)
+    return [int(i) for i in ids[keep]]
+
+
+def _failures(metrics: dict, limits: dict) -> list[str]:
+    out = [] if metrics["finite"] else ["non-finite outputs (NaN/Inf)"]
+    checks = (("max_scaled_error", "scaled_error", 1), ("min_cosine", "cosine", -1),
+              ("min_agreement", "agreement", -1), ("max_cer", "cer", 1))
+    for limit, metric, sign in checks:
+        if limit in limits and (metrics[metric] - limits[limit]) * sign > 0:
+            out.append(f"{metric} {metrics[metric]:.6g} {'>' if sign > 0 else '<'} {limit} {limits[limit]:g}")
+    return out

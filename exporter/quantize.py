@@ -1,0 +1,202 @@
+"""fp32 ONNX -> fp16, int8 dynamic, int8 QDQ (calibrated), int4 weight-only.
+
+Every conversion reads the checked fp32 variant and writes a new file; accuracy is
+judged afterwards by :mod:`exporter.gates`, never assumed. Only MatMuls whose second
+input is a weight initializer are quantized: on the `tensorrt` target the attention
+score products (activation x activation) stay in float, and on the `ort` target they
+live inside MultiHeadAttention anyway.
+
+Choices and why:
+* int8 dynamic uses signed int8 weights with per-output-channel scales (U8S8: ORT's
+  DynamicQuantizeLinear makes activations uint8). On this AVX-512 VNNI CPU U8S8 maps
+  onto VPDPBUSD directly; U8U8 measured slower (benchmarks/results/quantization.md).
+* int8 QDQ follows TensorRT's explicit-quantization rules: symmetric int8 activations and
+  weights, zero point 0, per-channel weight scales on the output-channel axis (1 for a
+  MatMul weight [in, out]). The same file runs in ORT (S8S8).
+* fp16 keeps the model interface fp32 and keeps LayerNorm, softmax and reductions in
+  fp32 -- the known fp16 overflow points of Conformers.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from runtime.errors import DependencyError, ExportError
+
+log = logging.getLogger("w2vbert")
+
+# precision -> targets it can be built for (int8 dynamic and int4 use ORT-only operators).
+PRECISION_TARGETS = {"fp32": ("ort", "tensorrt"), "fp16": ("ort", "tensorrt"), "int8": ("ort",),
+                     "int8-qdq": ("ort", "tensorrt"), "int4": ("ort",)}
+CALIBRATORS = ("percentile", "entropy", "minmax")
+# Kept in fp32 by the fp16 conversion: their sums of squares / exponentials overflow fp16.
+FP16_KEEP_FP32 = ["LayerNormalization", "SkipLayerNormalization", "Softmax", "ReduceMean", "ReduceSum",
+                  "ReduceMax", "Pow", "Sqrt", "Exp", "CumSum"]
+INT4_BLOCK = 32  # MatMulNBits block along the input dimension
+
+
+def weight_matmuls(model) -> list[str]:
+    """Names of the MatMul nodes whose second input is an initializer (a weight)."""
+    weights = {t.name for t in model.graph.initializer}
+    names = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    if any(not n for n in names):
+        raise ExportError("a weight MatMul has no node name; quantization exclusions need names")
+    return names
+
+
+def check_precision(precision: str, target: str) -> None:
+    if precision not in PRECISION_TARGETS:
+        raise ExportError(f"precision {precision!r} is unknown; expected one of {', '.join(PRECISION_TARGETS)}")
+    if target not in PRECISION_TARGETS[precision]:
+        hint = " (use int8-qdq: explicit Q/DQ that TensorRT builds)" if precision == "int8" else ""
+        raise ExportError(f"precision {precision} cannot target {target}: it needs onnxruntime-only "
+                          f"operators{hint}")
+
+
+def quantize(src: Path, dst: Path, precision: str, *, exclude=(), calibration=None,
+             calibrator: str = "percentile") -> None:
+    """Write the `precision` version of the fp32 model `src` to `dst` (one file, or + .data when > 2 GB).
+
+    `exclude`: weight MatMul names left in fp32 (mixed precision). `calibration`: a list of
+    input feeds (dicts), needed by int8-qdq.
+    """
+    import onnx
+
+    _need_onnxruntime_quantization()
+    work = dst.parent / f".{dst.name}.work"  # inside the staging dir: nothing left elsewhere
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        tmp = work / "model.onnx"
+        if precision == "fp16":
+            _fp16(src, tmp, exclude)
+        elif precision == "int8":
+            _int8_dynamic(src, tmp, exclude)
+        elif precision == "int8-qdq":
+            if not calibration:
+                raise ExportError("int8-qdq needs calibration inputs (--calibration PATH)")
+            if calibrator not in CALIBRATORS:
+                raise ExportError(f"calibrator {calibrator!r} is unknown; expected one of {', '.join(CALIBRATORS)}")
+            _int8_qdq(src, tmp, exclude, calibration, calibrator, work)
+        elif precision == "int4":
+            _int4(src, tmp, exclude)
+        else:
+            raise ExportError(f"precision {precision!r} is not a quantized precision")
+        from .export import consolidate
+
+        metadata = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+        metadata["w2vbert.precision"] = precision
+        # int8 dynamic and int4 only run on ORT's CPU kernels, where SkipLayerNormalization
+        # measured 4.6x slower than Add + LayerNormalization ((1, 500, 1024), 2 threads).
+        unfuse = unfuse_skip_layernorm if precision in ("int8", "int4") else None
+        consolidate(tmp, dst, metadata, replace=True, transform=unfuse)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _need_onnxruntime_quantization() -> None:
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:
+        raise DependencyError("quantization needs onnxruntime's quantization tools: "
+                              'pip install -e ".[cpu,export]"') from exc
+
+
+def _fp16(src: Path, dst: Path, exclude) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    # keep_io_types: callers keep feeding float32 features and reading float32 outputs.
+    fp16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP16_KEEP_FP32,
+                                    node_block_list=list(exclude))
+    onnx.save_model(fp16, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=dst.name + ".data")
+
+
+def _int8_dynamic(src: Path, dst: Path, exclude) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = [n for n in weight_matmuls(onnx.load(str(src), load_external_data=False)) if n not in set(exclude)]
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes, use_external_data_format=True,
+                     extra_options={"MatMulConstBOnly": True})
+
+
+def _int8_qdq(src: Path, dst: Path, exclude, calibration, calibrator: str, work: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(calibration)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    method = {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy,
+              "minmax": CalibrationMethod.MinMax}[calibrator]
+    nodes = [n for n in weight_matmuls(onnx.load(str(src), load_external_data=False)) if n not in set(exclude)]
+    log.info("calibrating %d MatMuls on %d windows (%s)", len(nodes), len(calibration), calibrator)
+    quantize_static(str(src), str(dst), Feeds(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes, calibrate_method=method,
+                    use_external_data_format=True,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                   "MatMulConstBOnly": True, "CalibTensorRangeSymmetric": True,
+                                   "CalibMovingAverage": False})
+
+
+def _int4(src: Path, dst: Path, exclude) -> None:
+    import onnx
+
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    except ImportError as exc:  # onnx_ir is an optional dependency of onnxruntime
+        raise DependencyError(f"int4 needs onnxruntime's MatMulNBits quantizer ({exc}); "
+                              'pip install -e ".[cpu,export]"') from exc
+    model = onnx.load(str(src))
+    quantizer = MatMulNBitsQuantizer(model, block_size=INT4_BLOCK, is_symmetric=True,
+                                     nodes_to_exclude=list(exclude))
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(dst), True)
+
+
+def unfuse_skip_layernorm(model) -> int:
+    """Rewrite every com.microsoft SkipLayerNormalization back to Add + LayerNormalization.
+
+        x, skip -> SkipLayerNormalization(gamma, beta) -> out [, mean, inv_std, x + skip]
+        becomes
+        x, skip -> Add -> x + skip -> LayerNormalization(gamma, beta, axis=-1) -> out
+
+    ONNX Runtime 1.32's CPU SkipLayerNormalization kernel takes 1.64 ms where Add +
+    LayerNormalization take 0.36 ms on (1, 500, 1024) with 2 threads; ORT does not refuse
+    them on the CPU provider. Returns how many were rewritten.
+    """
+    from onnx import helper
+
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    nodes, count = [], 0
+    for node in model.graph.node:
+        if node.op_type != "SkipLayerNormalization" or node.domain != "com.microsoft":
+            nodes.append(node)
+            continue
+        if len(node.input) > 4 and node.input[4]:
+            raise ExportError(f"{node.name}: SkipLayerNormalization with a bias input is not produced by this "
+                              "exporter; refusing to rewrite it")
+        if any(o in used for o in node.output[1:3] if o):
+            raise ExportError(f"{node.name}: mean / inv_std outputs are used; cannot rewrite")
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
+        summed = node.output[3] if len(node.output) > 3 and node.output[3] else f"{node.name}_sum"
+        nodes.append(helper.make_node("Add", node.input[:2], [summed], name=f"{node.name}_add"))
+        nodes.append(helper.make_node("LayerNormalization", [summed, node.input[2], node.input[3]],
+                                      [node.output[0]], name=f"{node.name}_ln", axis=-1, epsilon=eps))
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    log.info("unfused %d SkipLayerNormalization into Add + LayerNormalization", count)
+    return count

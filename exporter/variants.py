@@ -1,0 +1,128 @@
+"""Export step after the fp32 variant: build each reduced precision, gate it, record it.
+
+For each precision: quantize the checked fp32 file (:mod:`exporter.quantize`), run both
+on held-out inputs and apply the accuracy gate (:mod:`exporter.gates`). A variant that
+fails is never recorded as passing: the export stops with the gate report (the staging
+directory is discarded, so a previous artifact at OUT stays), unless `keep_fp32="auto"`,
+which keeps the most sensitive layers in fp32 until the gate passes
+(:mod:`exporter.sensitivity`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.errors import ExportError, GateError
+
+from . import gates, sensitivity
+from .calibration import calibration_feeds, held_out_batches
+from .quantize import check_precision, quantize, weight_matmuls
+
+log = logging.getLogger("w2vbert")
+
+
+@dataclass
+class QuantOptions:
+    calibration: str | None = None  # audio / .npy path for int8-qdq; None: bundled samples 0, 2, 4
+    calibrator: str = "percentile"
+    gate_data: str | None = None  # held-out audio / .npy; None: bundled samples 1, 3, 5
+    gates: dict = field(default_factory=dict)  # gates.parse_overrides(...)
+    keep_fp32: str = "none"  # "none" | "auto" | comma-separated substrings of MatMul node names
+
+
+def _runner(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+
+    def run(features, mask):
+        return dict(zip(names, session.run(None, {"input_features": features, "attention_mask": mask})))
+    return run
+
+
+def add_precision_variants(staging: Path, manifest: dict, precisions, target: str, options: QuantOptions) -> None:
+    todo = [p for p in precisions if p != "fp32"]
+    for precision in todo:
+        check_precision(precision, target)
+    if not todo:
+        return
+    import onnx
+
+    fp32 = staging / manifest["variants"]["fp32"]["file"]
+    config, head, pre = manifest["config"], manifest["head"], manifest["preprocessor"]
+    dim, min_frames = config["feature_projection_input_dim"], manifest["min_frames"]
+    batches = held_out_batches(options.gate_data, pre, dim, min_frames)
+    log.info("accuracy gates on %d held-out utterances (%s)", sum(len(b[0]) for b in batches),
+             options.gate_data or "bundled samples 1, 3, 5")
+    reference = _runner(fp32)
+    names = weight_matmuls(onnx.load(str(fp32), load_external_data=False))
+    calibration = None
+    if "int8-qdq" in todo:
+        calibration = calibration_feeds(options.calibration, pre, dim, min_frames)
+    for precision in todo:
+        name = f"model.{precision}.onnx"
+
+        def build_and_gate(exclude, precision=precision, name=name):
+            quantize(fp32, staging / name, precision, exclude=exclude, calibration=calibration,
+                     calibrator=options.calibrator)
+            return gates.evaluate(precision, head, config, reference, _runner(staging / name), batches,
+                                  options.gates)
+
+        log.info("building %s (%s)", name, precision)
+        kept = _explicit_keep(options.keep_fp32, names)
+        result = build_and_gate(kept)
+        log.info("%s", result.report())
+        ranking = None
+        if not result.passed and options.keep_fp32 == "auto":
+            log.info("%s failed its gate: ranking %d layer groups by sensitivity", precision,
+                     len(sensitivity.layer_groups(names)))
+            ranking = sensitivity.rank(names, build_and_gate)
+            result, kept = sensitivity.keep_until_pass(names, ranking, build_and_gate)
+            log.info("%s", result.report())
+        if not result.passed:
+            _discard(staging, name)
+            raise GateError(f"{result.report()}\n{precision} is not written. Options: --keep-fp32 auto (mixed "
+                            f"precision), other --calibration data, or relax a threshold with --gate "
+                            f"{precision}.KEY=VALUE if this loss is acceptable for your task")
+        manifest["variants"][precision] = _record(staging, name, precision, target, result, kept, ranking,
+                                                  options, calibration)
+
+
+def _explicit_keep(keep: str, names: list[str]) -> list[str]:
+    if keep in ("none", "auto", "", None):
+        return []
+    patterns = [p.strip() for p in keep.split(",") if p.strip()]
+    kept = [n for n in names if any(p in n for p in patterns)]
+    unmatched = [p for p in patterns if not any(p in n for n in names)]
+    if unmatched:
+        raise ExportError(f"--keep-fp32 pattern(s) {unmatched} match no weight MatMul; names look like "
+                          f"{names[0]!r}")
+    return kept
+
+
+def _discard(staging: Path, name: str) -> None:
+    for path in (staging / name, staging / (name + ".data")):
+        path.unlink(missing_ok=True)
+
+
+def _record(staging: Path, name: str, precision: str, target: str, result, kept, ranking, options,
+            calibration) -> dict:
+    from .fusion_report import fused_op_counts
+
+    files = [name] + ([name + ".data"] if (staging / (name + ".data")).exists() else [])
+    entry = {"file": name, "files": files, "target": target, "precision": precision,
+             "parity": {"scaled_error": result.metrics["scaled_error"],
+                        "tolerance": result.thresholds["max_scaled_error"]},
+             "gate": result.record(), "kept_fp32": kept, "fused_ops": fused_op_counts(staging / name, target),
+             "gate_data": options.gate_data or "bundled samples 1, 3, 5"}
+    if ranking:
+        entry["sensitivity"] = [{"group": g, "damage": d} for g, d in ranking]
+    if precision == "int8-qdq":
+        entry["calibration"] = {"calibrator": options.calibrator, "windows": len(calibration),
+                                "data": options.calibration or "bundled samples 0, 2, 4"}
+    return entry

@@ -1,0 +1,200 @@
+"""Reduced precisions: parity within tolerance, gates that fail when they should, QDQ rules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from exporter import quantize as quantize_module
+from exporter.cli import main
+from exporter.export import export
+from exporter.gates import parse_overrides, thresholds
+from exporter.parity import SCALED, TOLERANCES, compare
+from exporter.sensitivity import group_of, layer_groups
+from exporter.variants import QuantOptions
+from runtime import Session
+from runtime.errors import ExportError, GateError, InputError
+
+from ..conftest import padded_batch
+
+ALL = ("fp32", "fp16", "int8", "int8-qdq", "int4")
+
+
+@pytest.fixture(scope="module")
+def fixture_artifact(tmp_path_factory):
+    """The trained fixture model (CTC, adapter, relative_key) in every precision."""
+    return export(None, tmp_path_factory.mktemp("q") / "art", precisions=ALL)
+
+
+@pytest.fixture(scope="module")
+def trt_qdq(tmp_path_factory):
+    return export(None, tmp_path_factory.mktemp("t") / "art", precisions=("fp32", "int8-qdq"), target="tensorrt")
+
+
+@pytest.mark.parametrize("precision", ALL[1:])
+def test_every_precision_within_tolerance_and_gated(fixture_artifact, precision):
+    manifest = json.loads((fixture_artifact / "manifest.json").read_text())
+    variant = manifest["variants"][precision]
+    assert variant["gate"]["passed"] and variant["precision"] == precision
+    features, mask = padded_batch(83, seed=5)
+    reference = Session(fixture_artifact, "fp32").run(features, mask)
+    got = Session(fixture_artifact, precision).run(features, mask)
+    assert got["logits"].dtype == np.float32  # the interface stays fp32 in every precision
+    rows = compare(reference, got, precision)
+    assert precision in SCALED and all(r.ok for r in rows), "\n".join(r.row() for r in rows)
+    assert rows[0].max_abs > 0  # it really is a different (reduced) computation
+
+
+def test_sizes_shrink(fixture_artifact):
+    sizes = {p: sum(f.stat().st_size for f in fixture_artifact.glob(f"model.{p}.onnx*")) for p in ALL}
+    assert sizes["int8"] < 0.5 * sizes["fp32"] and sizes["int4"] < sizes["int8"] < sizes["fp16"] < sizes["fp32"]
+
+
+def test_fp16_keeps_norms_fp32_and_stays_finite_on_long_input(fixture_artifact):
+    model = onnx.load(str(fixture_artifact / "model.fp16.onnx"))
+    weights = {t.name: t for t in model.graph.initializer}
+    norms = [n for n in model.graph.node if n.op_type in ("LayerNormalization", "SkipLayerNormalization")]
+    assert norms
+    for node in norms:
+        gamma = weights[node.input[2] if node.op_type == "SkipLayerNormalization" else node.input[1]]
+        assert gamma.data_type == onnx.TensorProto.FLOAT, node.name
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    rng = np.random.default_rng(0)
+    features = (rng.standard_normal((1, 3000, 160)) * 3).astype(np.float32)  # 60 s, loud
+    out = Session(fixture_artifact, "fp16").run(features)["logits"]
+    assert np.isfinite(out).all()
+
+
+def test_cpu_only_variants_drop_skip_layernorm(fixture_artifact):
+    for precision in ("int8", "int4"):
+        ops = {n.op_type for n in onnx.load(str(fixture_artifact / f"model.{precision}.onnx")).graph.node}
+        assert "SkipLayerNormalization" not in ops and "MultiHeadAttention" in ops
+    assert any(n.op_type == "SkipLayerNormalization"
+               for n in onnx.load(str(fixture_artifact / "model.fp32.onnx")).graph.node)
+
+
+def test_int8_quantizes_only_weight_matmuls_per_channel(fixture_artifact):
+    model = onnx.load(str(fixture_artifact / "model.int8.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    fp32 = onnx.load(str(fixture_artifact / "model.fp32.onnx"))
+    assert ops.count("MatMulInteger") == len(quantize_module.weight_matmuls(fp32))
+    scales = [t for t in model.graph.initializer if t.name.endswith("_scale")]
+    assert scales and all(len(t.dims) == 1 and t.dims[0] > 1 for t in scales)  # per output channel
+
+
+def test_qdq_follows_tensorrt_rules(trt_qdq):
+    from exporter.trt_lint import check
+
+    path = trt_qdq / "model.int8-qdq.onnx"
+    check(path)  # every node in TensorRT's parser list, QuantizeLinear / DequantizeLinear included
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    produced_by = {o: n for n in model.graph.node for o in n.output}
+    weight_dq = 0
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zero = inits[node.input[2]]
+        assert zero.dtype == np.int8 and not zero.any(), f"{node.name}: zero point must be int8 0"
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:  # a weight
+            weight_dq += 1
+            axis = next(a.i for a in node.attribute if a.name == "axis")
+            assert axis == 1 and inits[node.input[1]].shape == (inits[node.input[0]].shape[1],)
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    quantized = [n for n in matmuls if produced_by.get(n.input[1]) is not None
+                 and produced_by[n.input[1]].op_type == "DequantizeLinear"]
+    assert weight_dq == len(quantized) > 0
+    for node in quantized:  # activation side quantized too (explicit int8 GEMM for TensorRT)
+        assert produced_by[node.input[0]].op_type == "DequantizeLinear"
+    # attention score products (activation x activation) stay in float
+    assert any(n not in quantized for n in matmuls)
+    manifest = json.loads((trt_qdq / "manifest.json").read_text())
+    assert manifest["variants"]["int8-qdq"]["calibration"]["calibrator"] == "percentile"
+
+
+def test_precision_target_combinations_refused(tmp_path):
+    for precision in ("int8", "int4"):
+        with pytest.raises(ExportError, match=f"precision {precision} cannot target tensorrt"):
+            export(None, tmp_path / precision, precisions=("fp32", precision), target="tensorrt")
+    assert not list(tmp_path.iterdir())
+
+
+def _damage(original, group):
+    """Wrap _int8_dynamic: after quantizing, zero the int8 weights of MatMuls in `group`."""
+    def damaged(src, dst, exclude):
+        original(src, dst, exclude)
+        model = onnx.load(str(dst))
+        fp32 = onnx.load(str(src), load_external_data=False)
+        targets = {n.input[1] + "_quantized" for n in fp32.graph.node
+                   if n.op_type == "MatMul" and group in n.name and n.name not in set(exclude)}
+        for tensor in model.graph.initializer:
+            if tensor.name in targets:
+                tensor.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(tensor)), tensor.name))
+        onnx.save_model(model, str(dst), save_as_external_data=True, location=dst.name + ".data")
+    return damaged
+
+
+def test_gate_fails_on_damaged_model_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(quantize_module, "_int8_dynamic", _damage(quantize_module._int8_dynamic, "layers.1/"))
+    previous = export(None, tmp_path / "art")  # an earlier good artifact at OUT
+    before = sorted(p.name for p in previous.iterdir())
+    result = CliRunner().invoke(main, ["export", "-o", str(tmp_path / "art"), "--force", "--precision", "fp32,int8"])
+    assert result.exit_code == GateError.exit_code, result.output
+    assert "int8 accuracy gate FAILED" in result.output and "agreement" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in previous.iterdir()) == before  # the old artifact is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no staging left behind
+
+
+def test_keep_fp32_auto_keeps_the_damaged_layer(tmp_path, monkeypatch):
+    monkeypatch.setattr(quantize_module, "_int8_dynamic", _damage(quantize_module._int8_dynamic, "layers.1/"))
+    out = export(None, tmp_path / "art", precisions=("fp32", "int8"), quant=QuantOptions(keep_fp32="auto"))
+    variant = json.loads((out / "manifest.json").read_text())["variants"]["int8"]
+    assert variant["gate"]["passed"]
+    assert variant["sensitivity"][0]["group"] == "encoder/layers.1"  # ranked most damaging
+    assert variant["kept_fp32"] and all("layers.1/" in n for n in variant["kept_fp32"])
+
+
+def test_gate_overrides_and_thresholds():
+    overrides = parse_overrides(["int8.max_cer=2", "min_cosine=0.5"])
+    table = thresholds("int8", "CTC", overrides)
+    assert table["max_cer"] == 2 and table["min_cosine"] == 0.5
+    assert table["max_scaled_error"] == TOLERANCES["int8"]["*"]
+    assert "max_cer" not in thresholds("fp16", "SequenceClassification")
+    for bad in ("int8.max_cer", "int9.max_cer=1", "int8.speed=1", "max_cer=abc"):
+        with pytest.raises(ExportError, match="gate override"):
+            parse_overrides([bad])
+
+
+def test_layer_groups():
+    names = ["/wav2vec2_bert/encoder/layers.0/ffn1/intermediate_dense/MatMul",
+             "/wav2vec2_bert/encoder/layers.0/self_attn/linear_q/MatMul",
+             "/wav2vec2_bert/encoder/layers.11/self_attn/linear_q/MatMul",
+             "/wav2vec2_bert/adapter/layers.0/self_attn/linear_q/MatMul",
+             "/wav2vec2_bert/feature_projection/projection/MatMul", "/lm_head/MatMul"]
+    assert [group_of(n) for n in names] == ["encoder/layers.0", "encoder/layers.0", "encoder/layers.11",
+                                            "adapter/layers.0", "feature_projection/projection", "lm_head"]
+    assert list(layer_groups(names)) == ["encoder/layers.0", "encoder/layers.11", "adapter/layers.0",
+                                         "feature_projection/projection", "lm_head"]
+
+
+def test_calibration_from_features_and_bad_files(tmp_path):
+    from exporter.calibration import calibration_feeds, held_out_batches
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.standard_normal((250, 160)).astype(np.float32))
+    np.save(tmp_path / "b.npy", rng.standard_normal((2, 120, 160)).astype(np.float32))
+    feeds = calibration_feeds(tmp_path, {}, 160, 1)
+    assert len(feeds) == 4 and all(f["input_features"].shape == (1, 100, 160) for f in feeds)
+    batches = held_out_batches(tmp_path, {}, 160, 1)
+    assert batches[0][0].shape == (3, 250, 160) and batches[0][1].sum(axis=1).tolist() == [250, 120, 120]
+    np.save(tmp_path / "c.npy", np.full((10, 80), np.nan, np.float32))
+    with pytest.raises(InputError, match=r"c.npy: features of shape \(10, 80\)"):
+        calibration_feeds(tmp_path, {}, 160, 1)
+    with pytest.raises(InputError, match="does not exist"):
+        calibration_feeds(tmp_path / "nowhere", {}, 160, 1)
