@@ -39,6 +39,11 @@ def plan_backends(source: str | None, artifact: Path, work_dir: Path) -> tuple[l
             specs.append({"name": "transformers eager", "kind": "transformers", "source": source})
             specs.append({"name": "plain export (ORT)", "kind": "plain-export", "source": source,
                           "path": str(work_dir / "plain" / "model.onnx")})
+            if any(p.startswith("int") for p in manifest.data["variants"]):
+                # What users try next: quantize_dynamic with its defaults on that export.
+                specs.append({"name": "plain export + quantize_dynamic", "kind": "plain-export", "source": source,
+                              "path": str(work_dir / "plain-int8" / "model.onnx"),
+                              "quantize_from": str(work_dir / "plain" / "model.onnx")})
         else:
             skipped += [("transformers eager", "transformers not installed (pip install transformers)"),
                         ("plain export", "needs transformers to build the model users export today")]
@@ -87,6 +92,9 @@ def build(spec: dict, threads: int):
         return _torch_runner(load_model(spec["source"]))
     if kind == "transformers":
         return _torch_runner(transformers_model(spec["source"]), hf=True)
+    if kind == "plain-export" and spec.get("quantize_from"):  # the one-off --prepare run
+        quantize_plain(Path(spec["quantize_from"]), Path(spec["path"]))
+        return _ort_runner(Path(spec["path"]), threads)
     if kind == "plain-export":  # the one-off --prepare run
         export_plain(transformers_model(spec["source"]), Path(spec["path"]))
         return _ort_runner(Path(spec["path"]), threads)
@@ -146,6 +154,14 @@ def export_plain(model, path: Path) -> None:
     with torch.no_grad():
         torch.onnx.export(model, (x, mask), str(path), input_names=["input_features", "attention_mask"],
                           dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+def quantize_plain(src: Path, dst: Path) -> None:
+    """onnxruntime's quantize_dynamic with default arguments (int8 weights, per tensor)."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(src), str(dst), use_external_data_format=True)
 
 
 def _ort_runner(path: Path, threads: int):

@@ -33,7 +33,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def prepare(source: str | None, work: Path) -> tuple[Path, str | None]:
+def prepare(source: str | None, work: Path, precisions=("fp32",), quant=None) -> tuple[Path, str | None]:
     """-> (artifact dir, checkpoint dir for the PyTorch backends or None)."""
     if source is not None and (Path(source) / MANIFEST_NAME).is_file():
         manifest = load_manifest(source)
@@ -46,9 +46,10 @@ def prepare(source: str | None, work: Path) -> tuple[Path, str | None]:
 
     checkpoint = materialize(source, work / "checkpoint")
     artifact = work / "artifact"
-    if not (artifact / MANIFEST_NAME).is_file():
-        log.info("exporting %s for the benchmark", checkpoint)
-        export(checkpoint, artifact, force=True)
+    have = set(load_manifest(artifact).data["variants"]) if (artifact / MANIFEST_NAME).is_file() else set()
+    if not set(precisions) <= have:
+        log.info("exporting %s (%s) for the benchmark", checkpoint, ", ".join(precisions))
+        export(checkpoint, artifact, precisions=precisions, force=True, quant=quant)
     return artifact, checkpoint
 
 
@@ -58,21 +59,22 @@ def prepare_plain_export(spec: dict, threads: int) -> str | None:
 
     if Path(spec["path"]).is_file():
         return None
-    log.info("plain export of the transformers model (torch.onnx.export, what users do today)")
+    log.info("%s (what users do today)", "quantize_dynamic of the plain export" if spec.get("quantize_from")
+             else "plain export of the transformers model (torch.onnx.export)")
     done = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec), str(threads), "--prepare"],
                           capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[1]))
     if done.returncode != 0 or not Path(spec["path"]).is_file():
-        return f"torch.onnx.export of the transformers model failed: {done.stderr.strip().splitlines()[-1:]}"
+        return f"building it failed: {done.stderr.strip().splitlines()[-1:]}"
     return None
 
 
 def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | None = None,
-              progress=None, command: str = "w2vbert benchmark") -> dict:
+              progress=None, command: str = "w2vbert benchmark", precisions=("fp32",), quant=None) -> dict:
     from exporter.artifact import tool_versions
 
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(work_dir or tempfile.mkdtemp(prefix="w2vbert-bench-"))
-    artifact, checkpoint = prepare(source, work)
+    artifact, checkpoint = prepare(source, work, precisions, quant)
     manifest = load_manifest(artifact)
     specs, skipped = plan_backends(checkpoint, artifact, work)
     if checkpoint is None:

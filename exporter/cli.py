@@ -147,12 +147,17 @@ def transcribe(ctx, artifact, audio, precision, provider, threads, batch_size, c
 @click.option("--warmup", default=1, show_default=True, help="Untimed runs per case and backend.")
 @click.option("--quick", is_flag=True, help="1 and 5 s, batch 1, 3 repeats: a few minutes at most.")
 @click.option("--work-dir", type=click.Path(), help="Keep exports here to reuse them across runs.")
-def benchmark(source, preset, out_dir, durations, batches, threads, repeats, warmup, quick, work_dir):
+@click.option("--precision", default="fp32", show_default=True,
+              help="Variants to export and time (as for export), e.g. fp32,int8,int8-qdq,int4.")
+@click.option("--gate", "gate_overrides", multiple=True, metavar="[PRECISION.]KEY=VALUE",
+              help="Gate threshold overrides for that export (random-weight presets need them).")
+def benchmark(source, preset, out_dir, durations, batches, threads, repeats, warmup, quick, work_dir, precision,
+              gate_overrides):
     """Side-by-side speed and memory of SOURCE (checkpoint, preset or artifact; default: bundled model).
 
     Backends: transformers eager, our PyTorch reference, the plain torch.onnx.export of the
-    transformers model in onnxruntime, and every variant of the artifact; each in its own process,
-    runs interleaved across backends.
+    transformers model in onnxruntime (and its quantize_dynamic version when an int precision is
+    asked for), and every variant of the artifact; each in its own process, runs interleaved.
     """
     import os
     from pathlib import Path
@@ -160,6 +165,8 @@ def benchmark(source, preset, out_dir, durations, batches, threads, repeats, war
     from benchmarks.harness import Grid
     from benchmarks.report import print_table
     from benchmarks.run import QUICK, benchmark as run_benchmark, grid_size
+    from exporter.gates import parse_overrides
+    from exporter.variants import QuantOptions
 
     if quick:
         grid = Grid(QUICK.durations, QUICK.batches, threads or os.cpu_count() or 1, QUICK.warmup, QUICK.repeats)
@@ -169,7 +176,9 @@ def benchmark(source, preset, out_dir, durations, batches, threads, repeats, war
     command = "w2vbert " + " ".join(sys.argv[1:])
     with click.progressbar(length=grid_size(grid), label="benchmark", file=sys.stderr) as bar:
         data = run_benchmark(preset or source, Path(out_dir), grid, Path(work_dir) if work_dir else None,
-                             progress=bar.update, command=command)
+                             progress=bar.update, command=command,
+                             precisions=tuple(p.strip() for p in precision.split(",") if p.strip()),
+                             quant=QuantOptions(gates=parse_overrides(gate_overrides)))
     print_table(data)
     click.echo(f"wrote {out_dir}/results.json, results.md and {len(data['plots'])} plot(s)")
 
