@@ -100,6 +100,11 @@ def session_backend(artifact: Path, precision: str, batch_size: int):
     return lambda waves: session.transcribe(waves, batch_size=batch_size)
 
 
+PRECISIONS = ("fp32", "fp16", "int8", "int8-qdq", "int4")
+# Issue 8's bounds on the CER change (absolute, percent) against the fp32 variant.
+CER_BOUNDS = {"fp16": 0.1, "int8": 0.5, "int8-qdq": 0.5}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="CER/WER of the bundled CTC model per backend")
     parser.add_argument("--per-set", type=int, default=150)
@@ -114,7 +119,7 @@ def main(argv=None) -> None:
     started = time.time()
     sets = held_out_sets(args.per_set)
     tmp = Path(tempfile.mkdtemp(prefix="w2vbert-accuracy-"))
-    artifact = export(None, tmp / "digits", with_frontend=True)
+    artifact = export(None, tmp / "digits", with_frontend=True, precisions=PRECISIONS)
     backends = {"PyTorch reference (exporter.load_model)": reference_backend(args.batch_size)}
     try:
         backends["transformers PyTorch (Wav2Vec2BertForCTC)"] = transformers_backend(args.batch_size)
@@ -131,6 +136,23 @@ def main(argv=None) -> None:
         rows.append((name, cells))
         print(name, cells, flush=True)
     write_report(args, rows, sets, tool_versions(), time.time() - started)
+    print(precision_table(rows, list(sets)))
+
+
+def precision_table(rows, set_names) -> str:
+    """CER change of each reduced precision against the fp32 variant, checked against CER_BOUNDS."""
+    cer = {name.split()[1]: [c for c, _ in cells] for name, cells in rows if name.startswith("onnxruntime ")}
+    lines = ["| variant | " + " | ".join(f"CER change, {n}" for n in set_names) + " | bound | within |",
+             "|---|" + "---:|" * len(set_names) + "---:|---|"]
+    for precision, cells in cer.items():
+        if precision in ("fp32", "fp32-frontend"):
+            continue
+        deltas = [c - f for c, f in zip(cells, cer["fp32"])]
+        bound = CER_BOUNDS.get(precision)
+        within = "-" if bound is None else ("yes" if all(abs(d) <= bound for d in deltas) else "NO")
+        lines.append(f"| {precision} | " + " | ".join(f"{d:+.2f}" for d in deltas)
+                     + f" | {'-' if bound is None else f'{bound:.1f}'} | {within} |")
+    return "\n".join(lines)
 
 
 def write_report(args, rows, sets, versions, seconds: float) -> None:
@@ -146,6 +168,8 @@ def write_report(args, rows, sets, versions, seconds: float) -> None:
     for name, cells in rows:
         lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c, _ in cells) + " | "
                      + " | ".join(f"{w:.2f}" for _, w in cells) + " |")
+    lines += ["", "Reduced precisions against the fp32 variant (percentage points; issue 8 bounds: int8 0.5, "
+              "fp16 0.1; int4 has no stated bound):", "", precision_table(rows, names)]
     lines += ["", f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}, Python "
               f"{platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)

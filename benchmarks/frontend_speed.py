@@ -9,6 +9,7 @@ warm-up, so machine drift hits both alike; the ratio of medians is reported.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import transformers
 
+    from benchmarks.run import cpu_name
     from exporter.artifact import tool_versions
     from exporter.checkpoint import BUNDLED
     from runtime.audio import load_audio
@@ -58,7 +60,7 @@ def main(argv=None) -> None:
     for seconds, med, low, ratio, err in rows:
         lines.append(f"| {seconds:g} s | {med['ours']:.2f} ms ({low['ours']:.2f}) | "
                      f"{med['transformers']:.2f} ms ({low['transformers']:.2f}) | {ratio:.1f}x | {err:.1e} |")
-    lines += ["", f"Machine: {platform.machine()} 2-core AMD EPYC (AVX-512), Python {platform.python_version()}, "
+    lines += ["", f"Machine: {cpu_name()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
               f"numpy {np.__version__}; " + ", ".join(f"{k} {v}" for k, v in tool_versions().items()), ""]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")

@@ -68,8 +68,17 @@ def main(ctx, debug, quiet):
               help="ort: com.microsoft MultiHeadAttention; tensorrt: standard ONNX ops only.")
 @click.option("--with-frontend", is_flag=True,
               help="Also write model.fp32.frontend.onnx: raw 16 kHz samples in, head outputs out.")
+@click.option("--engine", is_flag=True,
+              help="--target tensorrt: also build TensorRT plans (fp32, fp16, int8 from int8-qdq); needs a GPU.")
+@click.option("--min-seconds", default=1.0, show_default=True, help="Engine profile: shortest audio.")
+@click.option("--opt-seconds", default=10.0, show_default=True, help="Engine profile: audio length tuned for.")
+@click.option("--max-seconds", default=30.0, show_default=True, help="Engine profile: longest audio.")
+@click.option("--opt-batch", default=1, show_default=True, help="Engine profile: batch tuned for.")
+@click.option("--max-batch", default=8, show_default=True, help="Engine profile: largest batch.")
+@click.option("--engine-cache", type=click.Path(), help="Engine + timing cache dir [~/.cache/w2vbert-deploy/tensorrt].")
 def export(source, out, head, opset, precision, calibration, calibrator, gate_data, gate_overrides, keep_fp32,
-           force, target, with_frontend):
+           force, target, with_frontend, engine, min_seconds, opt_seconds, max_seconds, opt_batch, max_batch,
+           engine_cache):
     """Export SOURCE (checkpoint dir or preset; default: the bundled model) to OUT.
 
     SOURCE is a Hugging Face checkpoint directory (config.json + model.safetensors)
@@ -82,8 +91,11 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
     quant = QuantOptions(calibration=calibration, calibrator=calibrator, gate_data=gate_data,
                          gates=parse_overrides(gate_overrides), keep_fp32=keep_fp32)
+    profile = dict(min_seconds=min_seconds, opt_seconds=opt_seconds, max_seconds=max_seconds,
+                   opt_batch=opt_batch, max_batch=max_batch) if engine else None
     path = run_export(source, out, head=head, opset=opset, precisions=precisions, force=force,
-                      with_frontend=with_frontend, target=target, quant=quant)
+                      with_frontend=with_frontend, target=target, quant=quant, engine=profile,
+                      engine_cache=engine_cache)
     _print_summary(path)
 
 
@@ -91,14 +103,16 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
 @click.argument("artifact", type=click.Path())
 @click.option("--source", help="Checkpoint dir or preset to compare with (default: the one in the manifest).")
 @click.option("--precision", default="fp32", show_default=True)
-def verify(artifact, source, precision):
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
+              show_default=True, help="tensorrt: check the model.<precision>.plan engine (needs a GPU).")
+def verify(artifact, source, precision, backend):
     """Re-run parity of ARTIFACT against the PyTorch reference (needs the export extra)."""
     from exporter.verify import verify_artifact
 
-    rows = verify_artifact(artifact, source=source, precision=precision)
+    rows = verify_artifact(artifact, source=source, precision=precision, backend=backend)
     for row in rows:
         click.echo(row.row())
-    click.echo(f"{artifact}: {precision} parity ok")
+    click.echo(f"{artifact}: {precision} parity ok ({backend})")
 
 
 @main.command()
@@ -210,6 +224,11 @@ def _print_summary(path) -> None:
             check = "max abs err: " + ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in variant.get("parity", {}).items())
         click.echo(f"variant    {precision:<8} {variant['file']:<22} {size:9.1f} MB  target {variant['target']}"
                    f"  {check}")
+    for precision, entry in data.get("engines", {}).items():
+        p = entry["profile"]
+        click.echo(f"engine     {precision:<8} {entry['file']:<22} TensorRT {entry['tensorrt']} on {entry['gpu']} "
+                   f"(sm {entry['compute_capability']}); batch {p['min_batch']}..{p['max_batch']}, "
+                   f"frames {p['min_frames']}..{p['max_frames']}")
     versions = ", ".join(f"{k} {v}" for k, v in data.get("versions", {}).items())
     click.echo(f"versions   {versions}")
 

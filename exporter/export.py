@@ -33,6 +33,7 @@ DEFAULT_OPSET = 17
 TRACE_FRAMES = 64
 PARITY_FRAMES = (37, 101)  # both unlike TRACE_FRAMES: proves the frames axis is dynamic
 PROTOBUF_LIMIT = 2 * 1024 ** 3
+ENGINE_FOR = {"fp32": "fp32", "fp16": "fp16", "int8-qdq": "int8"}  # ONNX precision -> TensorRT plan
 
 
 def example_batch(frames: int, feature_dim: int, min_frames: int, seed: int = 0):
@@ -147,16 +148,23 @@ def onnx_parity(model: torch.nn.Module, onnx_path: Path, min_frames: int, precis
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+
+    def run(features, mask):
+        return dict(zip(names, session.run(None, {"input_features": features, "attention_mask": mask})))
+    return backend_parity(model, run, min_frames, precision, frames, onnx_path.name)
+
+
+def backend_parity(model: torch.nn.Module, run, min_frames: int, precision: str, frames, label: str):
+    """Compare run(features, mask) -> outputs with the reference on padded batches of 3; raise on mismatch."""
     worst: dict[str, OutputDiff] = {}
     for n in frames:
         features, mask = example_batch(max(n, min_frames), model.config.feature_projection_input_dim,
                                        min_frames, seed=n)
         with torch.no_grad():
             reference = {k: v.numpy() for k, v in model(torch.from_numpy(features), torch.from_numpy(mask)).items()}
-        names = [o.name for o in session.get_outputs()]
-        got = dict(zip(names, session.run(None, {"input_features": features, "attention_mask": mask})))
-        label = f"{onnx_path.name}, {n} frames, batch 3"
-        keep_worst(worst, assert_close(reference, got, precision, label=label))
+        got = run(features, mask)
+        keep_worst(worst, assert_close(reference, got, precision, label=f"{label}, {n} frames, batch 3"))
     return list(worst.values())
 
 
@@ -174,13 +182,16 @@ def _metadata(config, head: str, manifest: dict) -> dict[str, str]:
 
 def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None = None,
            opset: int = DEFAULT_OPSET, precisions=("fp32",), force: bool = False,
-           with_frontend: bool = False, target: str = "ort", quant=None) -> Path:
+           with_frontend: bool = False, target: str = "ort", quant=None, engine=None,
+           engine_cache: Path | None = None) -> Path:
     """Export `source` (checkpoint dir, preset name, or the bundled default) to an artifact at `out`.
 
     `target` "ort" emits com.microsoft MultiHeadAttention; "tensorrt" keeps standard ONNX ops.
     `with_frontend` also writes `model.fp32.frontend.onnx`, whose inputs are raw samples.
     `precisions`: fp32 is always built (the others are made from it and gated against it);
     `quant` (variants.QuantOptions) sets calibration, gate data, thresholds and --keep-fp32.
+    `engine` (keyword arguments of runtime.trt_profile.ShapeProfile.from_seconds): also build
+    TensorRT plans (target tensorrt): fp32 -> fp32 plan, fp16 -> fp16 plan, int8-qdq -> int8 plan.
     """
     from .fused import TARGETS
     from .quantize import check_precision
@@ -190,6 +201,18 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
         raise ExportError(f"target {target!r} is unknown; expected one of {', '.join(TARGETS)}")
     for precision in precisions:
         check_precision(precision, target)
+    engine_precisions = [ENGINE_FOR[p] for p in precisions if p in ENGINE_FOR]
+    if engine is not None:
+        if target != "tensorrt":
+            raise ExportError("--engine needs --target tensorrt (engines are built from standard-op ONNX)")
+        from runtime.errors import require
+        from runtime.trt_profile import ShapeProfile
+
+        from .tensorrt import INSTALL_HINT, gpu_identity
+
+        ShapeProfile.from_seconds(**engine)  # a bad profile, no TensorRT or no GPU: fail before the slow part
+        require("tensorrt", "gpu", f"building TensorRT engines ({INSTALL_HINT})")
+        gpu_identity()
     if opset < 17:
         raise ExportError(f"opset {opset} is too old; LayerNormalization needs opset >= 17")
     out = Path(out)
@@ -230,6 +253,13 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
 
             add_frontend_variant(model, staging, manifest, opset, _metadata(config, head, manifest), target)
         add_precision_variants(staging, manifest, precisions, target, quant or QuantOptions())
+        if engine is not None:
+            from runtime.trt_profile import ShapeProfile
+
+            from .tensorrt import add_engines
+
+            profile = ShapeProfile.from_seconds(**engine, model_min_frames=manifest["min_frames"])
+            add_engines(staging, manifest, engine_precisions, profile, engine_cache)
         artifact.finish_manifest(staging, manifest)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - started)
     return out

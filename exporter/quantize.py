@@ -19,6 +19,8 @@ Choices and why:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import shutil
 from pathlib import Path
@@ -79,7 +81,7 @@ def quantize(src: Path, dst: Path, precision: str, *, exclude=(), calibration=No
                 raise ExportError("int8-qdq needs calibration inputs (--calibration PATH)")
             if calibrator not in CALIBRATORS:
                 raise ExportError(f"calibrator {calibrator!r} is unknown; expected one of {', '.join(CALIBRATORS)}")
-            _int8_qdq(src, tmp, exclude, calibration, calibrator, work)
+            _int8_qdq(src, tmp, exclude, calibration, calibrator)
         elif precision == "int4":
             _int4(src, tmp, exclude)
         else:
@@ -126,10 +128,9 @@ def _int8_dynamic(src: Path, dst: Path, exclude) -> None:
                      extra_options={"MatMulConstBOnly": True})
 
 
-def _int8_qdq(src: Path, dst: Path, exclude, calibration, calibrator: str, work: Path) -> None:
+def _int8_qdq(src: Path, dst: Path, exclude, calibration, calibrator: str) -> None:
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 
     class Feeds(CalibrationDataReader):
         def __init__(self):
@@ -142,7 +143,16 @@ def _int8_qdq(src: Path, dst: Path, exclude, calibration, calibrator: str, work:
               "minmax": CalibrationMethod.MinMax}[calibrator]
     nodes = [n for n in weight_matmuls(onnx.load(str(src), load_external_data=False)) if n not in set(exclude)]
     log.info("calibrating %d MatMuls on %d windows (%s)", len(nodes), len(calibration), calibrator)
-    quantize_static(str(src), str(dst), Feeds(), quant_format=QuantFormat.QDQ,
+    chatter = io.StringIO()  # the calibrators print progress to stdout; keep it for --debug
+    with contextlib.redirect_stdout(chatter):
+        _quantize_static(src, dst, Feeds(), nodes, method)
+    log.debug("%s", chatter.getvalue().strip())
+
+
+def _quantize_static(src: Path, dst: Path, feeds, nodes, method) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(str(src), str(dst), feeds, quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
                     op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes, calibrate_method=method,
                     use_external_data_format=True,

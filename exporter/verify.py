@@ -16,21 +16,17 @@ log = logging.getLogger("w2vbert")
 
 
 def verify_artifact(artifact: str | Path, source: str | None = None, precision: str = "fp32",
-                    frames=PARITY_FRAMES) -> list[OutputDiff]:
+                    frames=PARITY_FRAMES, backend: str = "onnxruntime") -> list[OutputDiff]:
+    """Parity of one variant (onnxruntime) or one TensorRT plan (backend "tensorrt") vs the reference."""
+    if backend not in ("onnxruntime", "tensorrt"):
+        raise ArtifactError(f"backend {backend!r} is unknown; expected onnxruntime or tensorrt")
     manifest = load_manifest(artifact)
+    if backend == "tensorrt":
+        return _engine_parity(manifest, artifact, source, precision)
     variant = manifest.variant(precision)
     log.info("checking sha256 of %s", ", ".join(variant["files"]))
     manifest.verify()
-    source = source or manifest.data.get("source")
-    source = None if source == "default" else source
-    try:
-        model = load_model(source, head=manifest.head)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc}. The artifact was exported from {manifest.data.get('source')!r}; "
-                              "pass --source to compare against a checkpoint elsewhere") from exc
-    if model.config.to_dict() != manifest.config:
-        raise ArtifactError(f"the config of {source!r} differs from the artifact's config: it is not the "
-                            "checkpoint this artifact was exported from")
+    model = _reference(manifest, source)
     if variant.get("frontend"):
         from runtime.features import FeatureExtractor
 
@@ -46,3 +42,33 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
     log.info("parity of %s vs the PyTorch reference at %s frames", variant["file"], list(frames))
     return onnx_parity(model, manifest.safe_path(variant["file"]), manifest.data["min_frames"],
                        precision=precision, frames=frames)
+
+
+def _reference(manifest, source):
+    source = source or manifest.data.get("source")
+    source = None if source == "default" else source
+    try:
+        model = load_model(source, head=manifest.head)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}. The artifact was exported from {manifest.data.get('source')!r}; "
+                              "pass --source to compare against a checkpoint elsewhere") from exc
+    if model.config.to_dict() != manifest.config:
+        raise ArtifactError(f"the config of {source!r} differs from the artifact's config: it is not the "
+                            "checkpoint this artifact was exported from")
+    return model
+
+
+def _engine_parity(manifest, artifact, source, precision) -> list[OutputDiff]:
+    """The TensorRT plan of `precision` vs the reference, at frames inside its profile."""
+    from runtime import Session
+
+    from .export import backend_parity
+
+    session = Session(artifact, precision=precision, provider="trt-engine")  # checks sha256, loads the plan
+    profile = manifest.data["engines"][precision]["profile"]
+    low, high = profile["min_frames"], profile["max_frames"]
+    frames = sorted({low, min(high, 2 * low + 1)})
+    model = _reference(manifest, source)
+    log.info("parity of the %s TensorRT engine vs the PyTorch reference at %s frames", precision, frames)
+    return backend_parity(model, session.run, manifest.data["min_frames"], f"engine-{precision}", frames,
+                          f"model.{precision}.plan")

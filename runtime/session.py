@@ -16,15 +16,11 @@ import numpy as np
 from .errors import ArtifactError, DependencyError, InputError, require
 from .inputs import check_features, check_mask, check_waveform
 from .manifest import Manifest, load_manifest
+from .providers import PROVIDERS, provider_options
 from .shapes import min_frames, min_samples
 
 log = logging.getLogger("w2vbert")
 
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 METADATA_PREFIX = "w2vbert."
 
 
@@ -34,17 +30,25 @@ class Session:
     Args:
         path: artifact directory written by ``w2vbert export``, or a bare ``.onnx``.
         precision: which variant of the artifact to load ("fp32", ...).
-        provider: "cpu", "cuda" or "tensorrt" (onnxruntime execution provider).
+        provider: "cpu", "cuda" or "tensorrt" (onnxruntime execution providers), or "trt-engine"
+            (the artifact's TensorRT plan for `precision`, built by ``export --engine``).
         threads: intra-op threads; None lets onnxruntime use every core.
         verify: check sha256 of the model files against the manifest (slow for 2 GB models).
         spin: let onnxruntime's threads spin-wait between calls (lowest latency); turn off when
             other processes share the cores.
+        cache_dir: where the tensorrt provider keeps engines and timing caches
+            (default ~/.cache/w2vbert-deploy/ort-tensorrt).
     """
 
     def __init__(self, path: str | Path, precision: str = "fp32", provider: str = "cpu",
-                 threads: int | None = None, verify: bool = True, spin: bool = True):
-        ort = require("onnxruntime", "cpu", "running an exported model")
+                 threads: int | None = None, verify: bool = True, spin: bool = True,
+                 cache_dir: str | Path | None = None):
         path = Path(path)
+        self._engine = None
+        if provider == "trt-engine":
+            self._open_engine(path, precision, verify)
+            return
+        ort = require("onnxruntime", "cpu", "running an exported model")
         self.manifest: Manifest | None = None
         if path.is_dir():
             self.manifest = load_manifest(path)
@@ -61,13 +65,41 @@ class Session:
             raise ArtifactError(f"{path} does not exist; expected an artifact directory or a .onnx file")
         self.precision = precision
         self.path = model_path
-        self._session = _make_session(ort, model_path, provider, threads, spin)
+        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "w2vbert-deploy" / "ort-tensorrt"
+        profile = self.manifest.data.get("engines", {}).get(precision, {}).get("profile") if self.manifest else None
+        providers = provider_options(provider, precision, cache, profile,
+                                     int(self.config["feature_projection_input_dim"])) if provider in PROVIDERS else None
+        self._session = _make_session(ort, model_path, provider, threads, spin, providers)
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.raw_audio = self.input_names == ["waveform", "waveform_lengths"]
         if self.input_names != ["input_features", "attention_mask"] and not self.raw_audio:
             raise ArtifactError(f"{model_path} has inputs {self.input_names}; expected "
                                 "['input_features', 'attention_mask'] or ['waveform', 'waveform_lengths']")
+        self.feature_dim = int(self.config["feature_projection_input_dim"])
+        self.min_frames = min_frames(self.config, self.head)
+
+    def _open_engine(self, path: Path, precision: str, verify: bool) -> None:
+        from .trt_engine import EngineRunner
+
+        if not path.is_dir():
+            raise ArtifactError(f"provider 'trt-engine' needs an artifact directory, got {path}")
+        self.manifest = load_manifest(path)
+        engines = self.manifest.data.get("engines", {})
+        if precision not in engines:
+            raise ArtifactError(f"artifact {path} has no {precision!r} TensorRT engine (it has: "
+                                f"{', '.join(sorted(engines)) or 'none'}); build one with "
+                                "w2vbert export --target tensorrt --engine")
+        entry = engines[precision]
+        if verify:
+            self.manifest.verify(entry["files"])
+        self.head, self.config = self.manifest.head, self.manifest.config
+        self.preprocessor = self.manifest.data["preprocessor"]
+        self.precision, self.path = precision, self.manifest.safe_path(entry["file"])
+        self._engine = EngineRunner(self.path, entry)
+        self.input_names = ["input_features", "attention_mask"]
+        self.output_names = [o["name"] for o in self.manifest.data["outputs"]]
+        self.raw_audio = False
         self.feature_dim = int(self.config["feature_projection_input_dim"])
         self.min_frames = min_frames(self.config, self.head)
 
@@ -90,11 +122,14 @@ class Session:
         return self._run({"waveform": wave, "waveform_lengths": lengths}, wave.shape)
 
     def _run(self, feeds: dict, shape) -> dict[str, np.ndarray]:
-        try:
-            values = self._session.run(None, feeds)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise InputError(f"onnxruntime failed on input of shape {shape}: {exc}") from exc
-        outputs = dict(zip(self.output_names, values))
+        if self._engine is not None:
+            outputs = self._engine.run(feeds)
+        else:
+            try:
+                values = self._session.run(None, feeds)
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise InputError(f"onnxruntime failed on input of shape {shape}: {exc}") from exc
+            outputs = dict(zip(self.output_names, values))
         for name, value in outputs.items():
             if not np.isfinite(value).all():
                 raise InputError(f"output {name!r} holds NaN/Inf for input of shape {shape}; "
@@ -155,9 +190,10 @@ def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise ArtifactError(f"{path} lacks w2vbert metadata ({exc}); was it written by `w2vbert export`?") from exc
 
 
-def _make_session(ort, model_path: Path, provider: str, threads: int | None, spin: bool = True):
+def _make_session(ort, model_path: Path, provider: str, threads: int | None, spin: bool = True,
+                  providers: list | None = None):
     if provider not in PROVIDERS:
-        raise InputError(f"provider {provider!r} is unknown; expected one of {', '.join(PROVIDERS)}")
+        raise InputError(f"provider {provider!r} is unknown; expected one of {', '.join(PROVIDERS)}, trt-engine")
     name = PROVIDERS[provider]
     if name not in ort.get_available_providers():
         raise DependencyError(f"onnxruntime here offers {ort.get_available_providers()}, not {name}; "
@@ -170,6 +206,6 @@ def _make_session(ort, model_path: Path, provider: str, threads: int | None, spi
             raise InputError(f"threads must be >= 1, got {threads}")
         options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(model_path), sess_options=options, providers=[name])
+        return ort.InferenceSession(str(model_path), sess_options=options, providers=providers or [name])
     except Exception as exc:
         raise ArtifactError(f"onnxruntime cannot load {model_path}: {exc}") from exc

@@ -198,3 +198,28 @@ def test_calibration_from_features_and_bad_files(tmp_path):
         calibration_feeds(tmp_path, {}, 160, 1)
     with pytest.raises(InputError, match="does not exist"):
         calibration_feeds(tmp_path / "nowhere", {}, 160, 1)
+
+
+def test_calibrators_give_different_ranges(fixture_artifact, tmp_path):
+    from exporter.calibration import calibration_feeds
+
+    feeds = calibration_feeds(None, {}, 160, 1)
+    scales = {}
+    for calibrator in ("percentile", "entropy", "minmax"):
+        path = tmp_path / f"{calibrator}.onnx"
+        quantize_module.quantize(fixture_artifact / "model.fp32.onnx", path, "int8-qdq", calibration=feeds,
+                                 calibrator=calibrator)
+        model = onnx.load(str(path))
+        scales[calibrator] = np.concatenate([numpy_helper.to_array(t).ravel() for t in model.graph.initializer
+                                             if t.name.endswith("_scale")])
+        features, mask = padded_batch(40)
+        import onnxruntime as ort
+
+        out = ort.InferenceSession(str(path)).run(None, {"input_features": features, "attention_mask": mask})[0]
+        assert np.isfinite(out).all()
+    assert not np.array_equal(scales["percentile"], scales["minmax"])
+    assert not np.array_equal(scales["entropy"], scales["minmax"])
+    with pytest.raises(ExportError, match="calibrator 'kl' is unknown"):
+        quantize_module.quantize(fixture_artifact / "model.fp32.onnx", tmp_path / "x.onnx", "int8-qdq",
+                                 calibration=feeds, calibrator="kl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entropy.onnx", "minmax.onnx", "percentile.onnx"]

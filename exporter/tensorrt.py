@@ -1,0 +1,127 @@
+"""TensorRT engine plans from the `tensorrt`-target ONNX, built through polygraphy's loaders.
+
+    ONNX (standard ops, linted) -> NetworkFromOnnxPath -> [keep norms fp32] -> CreateConfig
+        (profile, precision flags, timing cache) -> EngineFromNetwork -> SaveEngine
+
+Precisions: `fp32` (TF32 off, so parity holds at fp32 tolerances), `fp16` (fp16 kernels
+with LayerNorm, Softmax and reductions pinned to fp32 and obeyed: the known fp16 overflow
+points), `int8` (explicit quantization from the int8-qdq variant's Q/DQ nodes, fp16
+allowed elsewhere; no implicit calibrator). Engines are cached under a key of (ONNX
+sha256, TensorRT version, GPU name and compute capability, precision, profile), and one
+timing cache file is reused by every build.
+
+Nothing here can run without an NVIDIA GPU and TensorRT; the CPU test suite covers the
+profile, cache-key and error paths, and `tests/exporter/test_tensorrt.py::test_build_*`
+runs the build where a GPU exists (marked `tensorrt`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+from runtime.errors import DependencyError, ExportError, require
+from runtime.manifest import file_sha256
+from runtime.trt_profile import ShapeProfile, engine_cache_key
+
+log = logging.getLogger("w2vbert")
+
+# engine precision -> the ONNX variant it is built from
+ENGINE_SOURCES = {"fp32": "fp32", "fp16": "fp32", "int8": "int8-qdq"}
+INSTALL_HINT = ("TensorRT engines need an NVIDIA GPU with its driver, and pip install 'w2vbert-deploy[gpu]' "
+                "(tensorrt, polygraphy, onnxruntime-gpu) instead of the cpu extra")
+
+
+def gpu_identity() -> tuple[str, str]:
+    """(GPU name, compute capability) of device 0, from nvidia-smi (no CUDA Python binding needed)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DependencyError(f"no NVIDIA GPU visible (nvidia-smi: {exc}). {INSTALL_HINT}") from exc
+    name, _, capability = out.splitlines()[0].rpartition(",")
+    return name.strip(), capability.strip()
+
+
+def _keep_norms_fp32(network) -> None:
+    """Pin normalization, softmax and reduction layers (and their outputs) to fp32."""
+    import tensorrt as trt
+
+    pinned = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE}
+    count = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in pinned:
+            layer.precision = trt.float32
+            for k in range(layer.num_outputs):
+                layer.set_output_type(k, trt.float32)
+            count += 1
+    log.info("pinned %d normalization / softmax / reduce layers to fp32", count)
+
+
+def build_engine(onnx_path: Path, plan_path: Path, precision: str, profile: ShapeProfile, feature_dim: int,
+                 cache_dir: Path | None = None) -> dict:
+    """Build (or take from the cache) the plan for `onnx_path`; returns its manifest entry."""
+    if precision not in ENGINE_SOURCES:
+        raise ExportError(f"engine precision {precision!r} is unknown; expected one of {', '.join(ENGINE_SOURCES)}")
+    trt = require("tensorrt", "gpu", "building a TensorRT engine")
+    require("polygraphy", "gpu", "building a TensorRT engine")
+    gpu, capability = gpu_identity()
+    key = engine_cache_key(file_sha256(onnx_path), trt.__version__, gpu, capability, precision,
+                           profile.to_dict())
+    cache_dir = Path(cache_dir or Path.home() / ".cache" / "w2vbert-deploy" / "tensorrt")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached = cache_dir / f"{key}.plan"
+    if cached.is_file():
+        log.info("engine cache hit %s", cached)
+    else:
+        _build(onnx_path, cached, precision, profile, feature_dim, cache_dir / "timing.cache")
+    shutil.copyfile(cached, plan_path)
+    return {"file": plan_path.name, "files": [plan_path.name], "precision": precision,
+            "onnx": onnx_path.name, "profile": profile.to_dict(), "tensorrt": trt.__version__,
+            "gpu": gpu, "compute_capability": capability, "cache_key": key}
+
+
+def _build(onnx_path: Path, plan: Path, precision: str, profile: ShapeProfile, feature_dim: int,
+           timing_cache: Path) -> None:
+    from polygraphy.backend.trt import (CreateConfig, EngineFromNetwork, NetworkFromOnnxPath, PostprocessNetwork,
+                                        Profile, SaveEngine)
+
+    trt_profile = Profile()
+    for name, (low, opt, high) in profile.shapes(feature_dim).items():
+        trt_profile.add(name, min=low, opt=opt, max=high)
+    network = NetworkFromOnnxPath(str(onnx_path))
+    half = precision in ("fp16", "int8")
+    if half:
+        network = PostprocessNetwork(network, _keep_norms_fp32, name="KeepNormsFp32")
+    config = CreateConfig(tf32=False, fp16=half, int8=precision == "int8", profiles=[trt_profile],
+                          precision_constraints="obey" if half else None,
+                          load_timing_cache=str(timing_cache) if timing_cache.is_file() else None)
+    log.info("building the %s TensorRT engine for %s (minutes for the 600M model)", precision, onnx_path.name)
+    partial = plan.with_suffix(".partial")  # a killed build never leaves a plan that looks complete
+    try:
+        SaveEngine(EngineFromNetwork(network, config, save_timing_cache=str(timing_cache)), str(partial))()
+    except Exception as exc:  # TensorRT / polygraphy raise their own untyped errors
+        partial.unlink(missing_ok=True)
+        raise ExportError(f"TensorRT could not build {onnx_path.name} ({precision}): {exc}. Debug layer by "
+                          f"layer with: polygraphy run {onnx_path} --trt --onnxrt --onnx-outputs mark all "
+                          "--trt-outputs mark all") from exc
+    partial.replace(plan)
+
+
+def add_engines(staging: Path, manifest: dict, precisions, profile: ShapeProfile, cache_dir=None) -> None:
+    """Build a plan per engine precision from the artifact's ONNX variants (target tensorrt)."""
+    feature_dim = manifest["config"]["feature_projection_input_dim"]
+    for precision in precisions:
+        if precision not in ENGINE_SOURCES:
+            raise ExportError(f"engine precision {precision!r} is unknown; expected one of "
+                              f"{', '.join(ENGINE_SOURCES)}")
+        source = ENGINE_SOURCES[precision]
+        if source not in manifest["variants"]:
+            raise ExportError(f"a {precision} engine is built from the {source} variant; add it to --precision")
+        onnx_path = staging / manifest["variants"][source]["file"]
+        entry = build_engine(onnx_path, staging / f"model.{precision}.plan", precision, profile, feature_dim,
+                             cache_dir)
+        manifest.setdefault("engines", {})[precision] = entry

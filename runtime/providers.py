@@ -1,0 +1,51 @@
+"""onnxruntime execution providers and their options, per precision.
+
+`cuda` runs the ONNX on ONNX Runtime's CUDA kernels (com.microsoft MultiHeadAttention
+included); `tensorrt` hands the graph to ONNX Runtime's TensorRT provider, which builds
+and caches engines itself (falling back to CUDA, then CPU, for what TensorRT rejects).
+Both need onnxruntime-gpu (the `gpu` extra) and an NVIDIA GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def _shape_list(profile: dict, which: str, feature_dim: int) -> str:
+    b, t = profile[f"{which}_batch"], profile[f"{which}_frames"]
+    return f"input_features:{b}x{t}x{feature_dim},attention_mask:{b}x{t}"
+
+
+def provider_options(provider: str, precision: str, cache_dir: Path, profile: dict | None = None,
+                     feature_dim: int = 160) -> list[tuple[str, dict]]:
+    """[(provider name, options)] in priority order, for InferenceSession(providers=...)."""
+    cpu = (PROVIDERS["cpu"], {})
+    if provider == "cpu":
+        return [cpu]
+    # HEURISTIC: exhaustive cuDNN search re-runs for every new (batch, frames) shape.
+    cuda = (PROVIDERS["cuda"], {"device_id": 0, "cudnn_conv_algo_search": "HEURISTIC",
+                                "arena_extend_strategy": "kSameAsRequested"})
+    if provider == "cuda":
+        return [cuda, cpu]
+    if provider != "tensorrt":
+        raise ValueError(f"unknown provider {provider!r}")
+    options = {
+        "device_id": 0,
+        # fp16 kernels for the fp16 variant; Q/DQ nodes of int8-qdq are explicit quantization.
+        "trt_fp16_enable": precision in ("fp16", "int8-qdq"),
+        "trt_int8_enable": precision == "int8-qdq",
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache_dir),
+    }
+    if profile:  # one engine for the whole range instead of a rebuild per new shape
+        for which in ("min", "opt", "max"):
+            options[f"trt_profile_{which}_shapes"] = _shape_list(profile, which, feature_dim)
+    return [(PROVIDERS["tensorrt"], options), cuda, cpu]
