@@ -132,6 +132,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_staging(out: Path) -> None:
+    """Clean up after killed exports: restore a moved-away artifact, drop dead staging dirs."""
+    for old in out.parent.glob(f".{out.name}.old-*"):
+        if not out.exists() and (old / out.name).is_dir():
+            log.info("restoring %s from %s (an export was killed while replacing it)", out, old)
+            os.replace(old / out.name, out)
+        shutil.rmtree(old, ignore_errors=True)
     for stale in out.parent.glob(f".{out.name}.partial-*"):
         try:
             pid = int(stale.name.split("-")[-2])
@@ -158,13 +164,29 @@ def staged_output(out: Path, force: bool):
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; an artifact is meant to be shared
     try:
         yield staging
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(staging, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if out.exists() and _exchange(staging, out):
+            shutil.rmtree(staging, ignore_errors=True)  # now holds the previous artifact
+        else:
+            old = None
+            if out.exists():  # no atomic exchange here: a kill between the renames is repaired
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))  # by the next run
+                os.replace(out, old / out.name)
+            os.replace(staging, out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

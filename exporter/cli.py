@@ -74,11 +74,14 @@ def main(ctx, debug, quiet):
 @click.option("--opt-seconds", default=10.0, show_default=True, help="Engine profile: audio length tuned for.")
 @click.option("--max-seconds", default=30.0, show_default=True, help="Engine profile: longest audio.")
 @click.option("--opt-batch", default=1, show_default=True, help="Engine profile: batch tuned for.")
-@click.option("--max-batch", default=8, show_default=True, help="Engine profile: largest batch.")
+@click.option("--max-batch", default=8, show_default=True, help="Largest batch: engine profile, Triton max_batch_size.")
 @click.option("--engine-cache", type=click.Path(), help="Engine + timing cache dir [~/.cache/w2vbert-deploy/tensorrt].")
+@click.option("--triton-repo", type=click.Path(), help="Also write a Triton model repository here.")
+@click.option("--triton-name", help="Triton model name prefix [w2vbert_<head>].")
+@click.option("--triton-gpu", is_flag=True, help="Triton instances on GPU (ORT TensorRT accelerator) instead of CPU.")
 def export(source, out, head, opset, precision, calibration, calibrator, gate_data, gate_overrides, keep_fp32,
            force, target, with_frontend, engine, min_seconds, opt_seconds, max_seconds, opt_batch, max_batch,
-           engine_cache):
+           engine_cache, triton_repo, triton_name, triton_gpu):
     """Export SOURCE (checkpoint dir or preset; default: the bundled model) to OUT.
 
     SOURCE is a Hugging Face checkpoint directory (config.json + model.safetensors)
@@ -97,6 +100,11 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
                       with_frontend=with_frontend, target=target, quant=quant, engine=profile,
                       engine_cache=engine_cache)
     _print_summary(path)
+    if triton_repo:
+        from exporter.triton import write_repository
+
+        for folder in write_repository(path, triton_repo, name=triton_name, gpu=triton_gpu, max_batch=max_batch):
+            click.echo(f"triton     {folder}")
 
 
 @main.command()

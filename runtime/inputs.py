@@ -95,3 +95,16 @@ def check_waveform(waveform, lengths, min_samples: int) -> tuple[np.ndarray, np.
         raise InputError(f"lengths must lie in [{min_samples}, {w.shape[1]}] samples, got "
                          f"[{n.min()}, {n.max()}] (audio too short, or lengths beyond the padded batch)")
     return w, np.ascontiguousarray(n, dtype=np.int64)
+
+
+def check_attention_memory(batch: int, frames: int, heads: int, limit_bytes: int) -> None:
+    """Refuse inputs whose (B, H, T, T) float32 attention scores alone exceed `limit_bytes`.
+
+    Attention memory grows with T^2: a 10-minute input in one call would need ~900 GB on
+    the 600M model and die by the OOM killer instead of raising.
+    """
+    need = batch * heads * frames * frames * 4
+    if need > limit_bytes:
+        raise InputError(f"input of batch {batch} x {frames} frames needs ~{need / 2**30:.1f} GiB for attention "
+                         f"scores per layer (limit {limit_bytes / 2**30:.1f} GiB, Session(max_attention_bytes=...)); "
+                         "split it, or use transcribe / infer, which chunk long audio")

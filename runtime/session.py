@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, DependencyError, InputError, require
-from .inputs import check_features, check_mask, check_waveform
+from .inputs import check_attention_memory, check_features, check_mask, check_waveform
 from .manifest import Manifest, load_manifest
 from .providers import PROVIDERS, provider_options
 from .shapes import min_frames, min_samples
@@ -38,13 +38,16 @@ class Session:
             other processes share the cores.
         cache_dir: where the tensorrt provider keeps engines and timing caches
             (default ~/.cache/w2vbert-deploy/ort-tensorrt).
+        max_attention_bytes: refuse a call whose attention scores alone would exceed this
+            (they grow with frames^2); the default 4 GiB allows ~160 s per call on the 600M model.
     """
 
     def __init__(self, path: str | Path, precision: str = "fp32", provider: str = "cpu",
                  threads: int | None = None, verify: bool = True, spin: bool = True,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, max_attention_bytes: int = 4 * 2 ** 30):
         path = Path(path)
         self._engine = None
+        self.max_attention_bytes = int(max_attention_bytes)
         if provider == "trt-engine":
             self._open_engine(path, precision, verify)
             return
@@ -110,6 +113,8 @@ class Session:
                              "or load the 'fp32' variant for features")
         x = check_features(input_features, self.feature_dim)
         mask = check_mask(attention_mask, x.shape[0], x.shape[1], self.min_frames)
+        check_attention_memory(x.shape[0], x.shape[1], int(self.config["num_attention_heads"]),
+                               self.max_attention_bytes)
         return self._run({"input_features": x, "attention_mask": mask}, x.shape)
 
     def run_waveform(self, waveform, lengths=None) -> dict[str, np.ndarray]:
@@ -119,6 +124,9 @@ class Session:
                              "precision='fp32-frontend' for raw audio")
         shortest = min_samples(self.min_frames, int(self.preprocessor.get("stride", 2)))
         wave, lengths = check_waveform(waveform, lengths, shortest)
+        stacked = 160 * int(self.preprocessor.get("stride", 2))  # samples per model frame
+        check_attention_memory(wave.shape[0], wave.shape[1] // stacked + 1, int(self.config["num_attention_heads"]),
+                               self.max_attention_bytes)
         return self._run({"waveform": wave, "waveform_lengths": lengths}, wave.shape)
 
     def _run(self, feeds: dict, shape) -> dict[str, np.ndarray]:

@@ -1,0 +1,105 @@
+"""Triton model repository: every config.pbtxt parses with Triton's own ModelConfig schema,
+agrees with the ONNX graph, and the ONNX runs in onnxruntime with the declared shapes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from google.protobuf import text_format
+
+from exporter.cli import main
+from exporter.triton import write_repository
+from runtime.errors import ExportError
+from runtime.manifest import file_entry
+from runtime.trt_profile import ShapeProfile
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
+                                       reason="needs tritonclient[grpc] (the test extra)")
+ONNX_TYPES = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32, onnx.TensorProto.INT64: model_config_pb2.TYPE_INT64}
+
+
+def parse(folder):
+    return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+def graph_dims(value_info) -> list[int]:
+    return [-1 if d.dim_param or not d.dim_value else d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("triton")
+    result = CliRunner().invoke(main, ["export", "-o", str(root / "art"), "--precision", "fp32,int8",
+                                       "--triton-repo", str(root / "repo")])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_onnx_models_match_their_configs_and_run(repo):
+    folders = sorted((repo / "repo").iterdir())
+    assert [f.name for f in folders] == ["w2vbert_ctc_fp32", "w2vbert_ctc_int8"]
+    for folder in folders:
+        config = parse(folder)
+        assert config.name == folder.name and config.backend == "onnxruntime" and config.max_batch_size == 8
+        assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+        assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
+        graph = onnx.load(str(folder / "1" / "model.onnx")).graph
+        declared = {t.name: t for t in list(config.input) + list(config.output)}
+        for value in list(graph.input) + list(graph.output):
+            tensor = declared.pop(value.name)
+            assert tensor.data_type == ONNX_TYPES[value.type.tensor_type.elem_type], value.name
+            assert list(tensor.dims) == graph_dims(value)[1:], value.name  # batch axis implied
+        assert not declared
+        # Run with the declared shapes: batch 2, every -1 as 60 frames.
+        session = ort.InferenceSession(str(folder / "1" / "model.onnx"))
+        feeds = {}
+        for tensor in config.input:
+            shape = [2] + [60 if d == -1 else d for d in tensor.dims]
+            dtype = np.float32 if tensor.data_type == model_config_pb2.TYPE_FP32 else np.int64
+            feeds[tensor.name] = np.ones(shape, dtype)
+        outputs = session.run(None, feeds)
+        for tensor, value in zip(config.output, outputs):
+            assert value.shape[0] == 2 and all(d == -1 or d == v for d, v in zip(tensor.dims, value.shape[1:]))
+
+
+def test_gpu_instances_get_the_tensorrt_accelerator(repo, tmp_path):
+    write_repository(repo / "art", tmp_path / "gpu", gpu=True, max_batch=4, threads=2)
+    config = parse(tmp_path / "gpu" / "w2vbert_ctc_fp32")
+    assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+    accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP32"
+    assert config.parameters["intra_op_thread_count"].string_value == "2"
+    assert config.max_batch_size == 4 and list(config.dynamic_batching.preferred_batch_size) == [2, 4]
+    int8 = parse(tmp_path / "gpu" / "w2vbert_ctc_int8")  # dynamic int8 is CPU-only: no TensorRT accelerator
+    assert not int8.optimization.execution_accelerators.gpu_execution_accelerator
+
+
+def test_tensorrt_plan_model(repo, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(repo / "art", art)
+    (art / "model.fp16.plan").write_bytes(b"plan bytes (built on a GPU machine)")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["model.fp16.plan"] = file_entry(art / "model.fp16.plan")
+    manifest["engines"] = {"fp16": {"file": "model.fp16.plan", "files": ["model.fp16.plan"],
+                                    "profile": ShapeProfile(max_batch=4).to_dict()}}
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    write_repository(art, tmp_path / "repo")
+    config = parse(tmp_path / "repo" / "w2vbert_ctc_fp16_trt")
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 4
+    assert [t.name for t in config.input] == ["input_features", "attention_mask"]
+    assert list(config.input[0].dims) == [-1, 160] and list(config.input[1].dims) == [-1]
+    assert (tmp_path / "repo" / "w2vbert_ctc_fp16_trt" / "1" / "model.plan").read_bytes().startswith(b"plan")
+
+
+def test_refuses_to_replace_foreign_directories(repo, tmp_path):
+    (tmp_path / "repo" / "w2vbert_ctc_fp32").mkdir(parents=True)
+    (tmp_path / "repo" / "w2vbert_ctc_fp32" / "mine.txt").write_text("keep")
+    with pytest.raises(ExportError, match="not a Triton model written by w2vbert"):
+        write_repository(repo / "art", tmp_path / "repo")
+    assert (tmp_path / "repo" / "w2vbert_ctc_fp32" / "mine.txt").exists()
