@@ -70,7 +70,7 @@ def write_repository(artifact: str | Path, repo: str | Path, name: str | None = 
                      max_batch: int = 8, threads: int | None = None) -> list[Path]:
     """One Triton model per ONNX variant (and per TensorRT plan) of `artifact`; returns model dirs."""
     manifest = load_manifest(artifact)
-    data, root = manifest.data, manifest.root
+    data = manifest.data
     name = name or f"w2vbert_{data['head'].lower()}"
     repo = Path(repo)
     written = []

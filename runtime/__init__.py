@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
-from .errors import (ArtifactError, CheckpointError, ConfigError, DependencyError, ExportError, InputError,
-                     ParityError, W2VBertError)
+from .errors import (ArtifactError, CheckpointError, ConfigError, DependencyError, ExportError, GateError,
+                     InputError, ParityError, W2VBertError)
+from .features import FeatureExtractor
 from .manifest import Manifest, load_manifest
 from .session import Session
 
-__all__ = ["Session", "Manifest", "load_manifest", "W2VBertError", "ArtifactError", "CheckpointError",
-           "ConfigError", "DependencyError", "ExportError", "InputError", "ParityError"]
+__all__ = ["Session", "FeatureExtractor", "Manifest", "load_manifest", "W2VBertError", "ArtifactError",
+           "CheckpointError", "ConfigError", "DependencyError", "ExportError", "GateError", "InputError",
+           "ParityError"]
 __version__ = "0.1.0"

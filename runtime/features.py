@@ -94,12 +94,13 @@ class FeatureExtractor:
         if sampling_rate is not None and int(sampling_rate) != self.sampling_rate:
             raise InputError(f"audio sampled at {sampling_rate} Hz; this model expects {self.sampling_rate} Hz "
                              "(runtime.audio.load_audio resamples files)")
-        waves = [self._check_wave(w, i) for i, w in enumerate(_as_list(audio))]
+        waves = [self.check_wave(w, i) for i, w in enumerate(_as_list(audio))]
         return self.stack(self.fbank(waves))
 
     def fbank(self, waves: list[np.ndarray]) -> list[np.ndarray]:
         """Normalised log-mel frames per utterance: list of (frames, num_mel_bins) float32."""
-        feats = [self._logmel(w) for w in waves]
+        with np.errstate(all="ignore"):  # NaN/Inf/overflow are reported just below, as InputError
+            feats = [self._logmel(w) for w in waves]
         for i, f in enumerate(feats):
             # NaN/Inf samples (or overflowing ones) surface here, after one cheap pass over
             # (frames, 80) values instead of one over every sample.
@@ -150,25 +151,33 @@ class FeatureExtractor:
         return features, np.ascontiguousarray(mask[:, self.stride - 1::self.stride])
 
     # ------------------------------------------------------------------ checks
-    def _check_wave(self, wave, index: int) -> np.ndarray:
+    def check_wave(self, wave, index: int = 0) -> np.ndarray:
+        """-> 1-D float32 samples in [-1, 1], or InputError naming what was wrong."""
         w = np.asarray(wave)
         if w.dtype == np.int16:
             w = w.astype(np.float32) / 32768.0  # PCM16 -> [-1, 1), the scale the model was trained on
         elif w.dtype.kind != "f":
             raise InputError(f"audio {index} has dtype {w.dtype}; expected float samples in [-1, 1] or int16 PCM")
         if w.ndim == 2:
+            if w.shape[0] == 0:
+                raise InputError(f"audio {index} has shape {w.shape}: no channels")
             w = w[0]  # (channels, samples): the first channel, as transformers does
         if w.ndim != 1:
             raise InputError(f"audio {index} has shape {w.shape}; expected 1-D samples or (channels, samples)")
         if w.size < MIN_SAMPLES:
             raise InputError(f"audio {index} has {w.size} samples ({w.size / self.sampling_rate * 1000:.1f} ms); "
                              f"at least {MIN_SAMPLES} ({MIN_SAMPLES / self.sampling_rate * 1000:.0f} ms) are needed")
-        return np.ascontiguousarray(w, dtype=np.float32)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: reported by fbank
+            return np.ascontiguousarray(w, dtype=np.float32)
 
 
 def _as_list(audio) -> list:
     if isinstance(audio, np.ndarray):
         # As transformers: 1-D is one waveform, a 2-D array is a batch of equal-length waveforms.
+        if audio.ndim not in (1, 2):
+            raise InputError(f"audio array has shape {audio.shape}; expected (samples,) or a batch (batch, samples)")
+        if audio.ndim == 2 and audio.shape[0] == 0:
+            raise InputError(f"no audio given (batch of shape {audio.shape})")
         return [audio] if audio.ndim == 1 else list(audio)
     if isinstance(audio, (list, tuple)):
         if not audio:

@@ -40,11 +40,14 @@ class Session:
             (default ~/.cache/w2vbert-deploy/ort-tensorrt).
         max_attention_bytes: refuse a call whose attention scores alone would exceed this
             (they grow with frames^2); the default 4 GiB allows ~160 s per call on the 600M model.
+        memory_arena: onnxruntime's CPU arena (fastest). Its footprint creeps up over many calls
+            of varying shapes; False returns memory after every call (flat RSS, slower calls).
     """
 
     def __init__(self, path: str | Path, precision: str = "fp32", provider: str = "cpu",
                  threads: int | None = None, verify: bool = True, spin: bool = True,
-                 cache_dir: str | Path | None = None, max_attention_bytes: int = 4 * 2 ** 30):
+                 cache_dir: str | Path | None = None, max_attention_bytes: int = 4 * 2 ** 30,
+                 memory_arena: bool = True):
         path = Path(path)
         self._engine = None
         self.max_attention_bytes = int(max_attention_bytes)
@@ -72,7 +75,7 @@ class Session:
         profile = self.manifest.data.get("engines", {}).get(precision, {}).get("profile") if self.manifest else None
         providers = provider_options(provider, precision, cache, profile,
                                      int(self.config["feature_projection_input_dim"])) if provider in PROVIDERS else None
-        self._session = _make_session(ort, model_path, provider, threads, spin, providers)
+        self._session = _make_session(ort, model_path, provider, threads, spin, providers, memory_arena)
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.raw_audio = self.input_names == ["waveform", "waveform_lengths"]
@@ -172,14 +175,17 @@ def _waves(audio, rate: int, sampling_rate: int | None) -> list[np.ndarray]:
     items = audio if isinstance(audio, (list, tuple)) else [audio]
     if not items:
         raise InputError("no audio given")
+    from .features import FeatureExtractor
+
+    checker = FeatureExtractor(sampling_rate=rate)
     waves = []
-    for item in items:
+    for i, item in enumerate(items):
         if isinstance(item, (str, Path)):
             waves.append(load_audio(item, rate))
         else:
-            wave = np.asarray(item)
+            wave = checker.check_wave(item, i)  # before chunking: rank, dtype, length
             if sampling_rate is not None and sampling_rate != rate:
-                wave = resample(wave.astype(np.float32), sampling_rate, rate)
+                wave = checker.check_wave(resample(wave, sampling_rate, rate), i)
             waves.append(wave)
     return waves
 
@@ -199,7 +205,7 @@ def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
 
 
 def _make_session(ort, model_path: Path, provider: str, threads: int | None, spin: bool = True,
-                  providers: list | None = None):
+                  providers: list | None = None, memory_arena: bool = True):
     if provider not in PROVIDERS:
         raise InputError(f"provider {provider!r} is unknown; expected one of {', '.join(PROVIDERS)}, trt-engine")
     name = PROVIDERS[provider]
@@ -207,6 +213,7 @@ def _make_session(ort, model_path: Path, provider: str, threads: int | None, spi
         raise DependencyError(f"onnxruntime here offers {ort.get_available_providers()}, not {name}; "
                               "for GPUs install 'w2vbert-deploy[gpu]' (without the cpu extra) on a CUDA machine")
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = memory_arena
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:

@@ -68,7 +68,7 @@ def test_reads_preprocessor_config(tmp_path):
     (np.zeros(0, np.float32), "has 0 samples"),
     (np.full(4000, np.nan, np.float32), "NaN/Inf"),
     (np.zeros(4000, np.int32), "dtype int32"),
-    (np.zeros((2, 2, 2, 4000), np.float32), "expected 1-D samples"),
+    (np.zeros((2, 2, 2, 4000), np.float32), r"shape \(2, 2, 2, 4000\); expected \(samples,\) or a batch"),
     ([], "empty list"),
     ("x", "numpy array"),
 ])

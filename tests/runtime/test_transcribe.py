@@ -62,7 +62,7 @@ def test_shipped_samples_are_transcribed_right(session):
 
 def test_long_audio_is_chunked_with_overlap(session):
     """Six utterances back to back (12 s) in 4 s chunks with 1 s of context on each side."""
-    from benchmarks.accuracy import edit_distance
+    from runtime.decode import edit_distance
 
     waves = [load_audio(p) for p in SAMPLES]
     recording = np.concatenate(waves)
