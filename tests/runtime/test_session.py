@@ -147,3 +147,26 @@ def test_unknown_provider_and_threads(artifact):
         Session(artifact, provider="cuda")
     with pytest.raises(InputError, match="threads must be >= 1"):
         Session(artifact, threads=0)
+
+
+def test_external_data_escaping_the_artifact_is_refused(tmp_path):
+    """An .onnx whose external-data location points outside its directory never loads, even unverified."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(160, dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["input_features", "w"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("input_features", TensorProto.FLOAT, [1, 4, 160])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 160])], [weight])
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "art").mkdir()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, str(tmp_path / "outside" / "m.onnx"), save_as_external_data=True,
+                    location="secret.data", size_threshold=0)
+    model = onnx.load(str(tmp_path / "outside" / "m.onnx"), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = "../outside/secret.data"
+    onnx.save(model, str(tmp_path / "art" / "m.onnx"))
+    with pytest.raises(ArtifactError, match="escapes model directory"):
+        Session(tmp_path / "art" / "m.onnx", verify=False)
