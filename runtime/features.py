@@ -67,9 +67,10 @@ class FeatureExtractor:
         # so the filters take the factor (2**15)**2 instead: a power of two, hence exact,
         # and one pass over the waveform less.
         self._filters = (kaldi_mel_filters(self.num_mel_bins, self.sampling_rate) * 2.0 ** 30).astype(np.float32)
-        window = povey_window()
-        self._current = window * np.r_[1.0 - PREEMPHASIS, np.ones(FRAME_LENGTH - 1)]  # weight of x_j
-        self._previous = -PREEMPHASIS * window[1:]  # weight of x_(j-1)
+        self._window = povey_window()
+        # Kaldi pre-emphasises each frame on its own (first sample against itself), but the
+        # povey window is 0 there, so pre-emphasising the whole signal once gives the same frames
+        # (tests/runtime/test_features.py checks the window's first value).
 
     @classmethod
     def from_params(cls, params: dict) -> "FeatureExtractor":
@@ -112,24 +113,32 @@ class FeatureExtractor:
         """(frames, num_mel_bins) log-mel of one waveform in [-1, 1], in cache-sized blocks of frames.
 
         Framing and FFT run in float64, as in transformers: at spectral nulls (a bin far
-        below its neighbours) float32 was off by up to 6e-3 in log-mel. Blocks of frames
-        keep the float64 buffers in cache and reuse them.
+        below its neighbours) float32 was off by up to 6e-3 in log-mel. Per block of frames:
+        the samples they span are pre-emphasised once (e_n = x_n - 0.97 x_(n-1)); removing
+        a frame's mean m before pre-emphasis equals subtracting 0.03 m after it, and frame
+        means come from a running sum, so each frame is touched twice (minus, window).
         """
         count = 1 + (len(wave) - FRAME_LENGTH) // HOP_LENGTH
-        frames = np.lib.stride_tricks.sliding_window_view(wave, FRAME_LENGTH)[::HOP_LENGTH][:count]
-        means = frames.mean(axis=1, dtype=np.float64)
         out = np.empty((count, self.num_mel_bins), dtype=np.float32)
         n = min(BLOCK, count)
+        longest = (n - 1) * HOP_LENGTH + FRAME_LENGTH  # samples spanned by one block
+        samples, emphasised, running = np.empty(longest), np.empty(longest), np.zeros(longest + 1)
         buffer = np.zeros((n, FFT_LENGTH))  # the zero padding 400 -> 512 is never written
-        centred, shifted = np.empty((n, FRAME_LENGTH)), np.empty((n, FRAME_LENGTH - 1))
         for lo in range(0, count, BLOCK):
             hi = min(lo + BLOCK, count)
-            x, y, s = centred[:hi - lo], buffer[:hi - lo, :FRAME_LENGTH], shifted[:hi - lo]
-            np.subtract(frames[lo:hi], means[lo:hi, None], out=x)  # DC removal per frame
-            # Pre-emphasis and window in one: y_j = w_j x_j - 0.97 w_j x_(j-1), y_0 = 0.03 w_0 x_0.
-            np.multiply(x, self._current, out=y)
-            np.multiply(x[:, :-1], self._previous, out=s)
-            y[:, 1:] += s
+            span = (hi - lo - 1) * HOP_LENGTH + FRAME_LENGTH
+            x, e = samples[:span], emphasised[:span]
+            x[:] = wave[lo * HOP_LENGTH:lo * HOP_LENGTH + span]
+            np.multiply(x[:-1], -PREEMPHASIS, out=e[1:])
+            e[1:] += x[1:]  # e[0] is only ever multiplied by the window's 0
+            np.cumsum(x, out=running[1:span + 1])
+            starts = np.arange(hi - lo) * HOP_LENGTH
+            dc = (running[starts + FRAME_LENGTH] - running[starts]) * ((1.0 - PREEMPHASIS) / FRAME_LENGTH)
+            frames = np.lib.stride_tricks.as_strided(e, (hi - lo, FRAME_LENGTH), (HOP_LENGTH * e.itemsize,
+                                                                                   e.itemsize), writeable=False)
+            y = buffer[:hi - lo, :FRAME_LENGTH]
+            np.subtract(frames, dc[:, None], out=y)  # (B, 400): DC removal after pre-emphasis
+            y *= self._window
             spectrum = _rfft(buffer[:hi - lo])  # (n, 257)
             power = spectrum.real ** 2
             power += spectrum.imag ** 2

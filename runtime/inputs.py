@@ -37,7 +37,8 @@ def check_features(features, feature_dim: int) -> np.ndarray:
                          f"got shape {x.shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise InputError(f"input_features is empty: shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: reported just below
+        x = np.ascontiguousarray(x, dtype=np.float32)
     bad = ~np.isfinite(x)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
