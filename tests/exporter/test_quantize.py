@@ -225,3 +225,32 @@ def test_calibrators_give_different_ranges(fixture_artifact, tmp_path):
         quantize_module.quantize(fixture_artifact / "model.fp32.onnx", tmp_path / "x.onnx", "int8-qdq",
                                  calibration=feeds, calibrator="kl")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entropy.onnx", "minmax.onnx", "percentile.onnx"]
+
+
+def test_cli_calibration_gate_data_and_explicit_keep(tmp_path):
+    from exporter.calibration import bundled_samples
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "calib").mkdir()
+    np.save(tmp_path / "calib" / "x.npy", rng.standard_normal((300, 160)).astype(np.float32))
+    (tmp_path / "gate").mkdir()
+    for path in bundled_samples()[:2]:
+        (tmp_path / "gate" / path.name).write_bytes(path.read_bytes())
+    args = ["export", "-o", str(tmp_path / "art"), "--precision", "fp32,int8-qdq", "--calibration",
+            str(tmp_path / "calib"), "--calibrator", "minmax", "--gate-data", str(tmp_path / "gate"),
+            "--keep-fp32", "linear_q,lm_head", "--gate", "int8-qdq.min_cosine=0.9"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    variant = json.loads((tmp_path / "art" / "manifest.json").read_text())["variants"]["int8-qdq"]
+    assert variant["calibration"] == {"calibrator": "minmax", "windows": 3, "data": str(tmp_path / "calib")}
+    assert variant["gate_data"] == str(tmp_path / "gate") and variant["gate"]["thresholds"]["min_cosine"] == 0.9
+    assert variant["kept_fp32"] and all("linear_q" in n or "lm_head" in n for n in variant["kept_fp32"])
+    kept_inputs = {n.input[1] for n in onnx.load(str(tmp_path / "art" / "model.fp32.onnx")).graph.node
+                   if n.name in set(variant["kept_fp32"])}
+    dequantized = {n.output[0] for n in onnx.load(str(tmp_path / "art" / "model.int8-qdq.onnx")).graph.node
+                   if n.op_type == "DequantizeLinear"}
+    assert not kept_inputs & dequantized  # the kept MatMuls read their fp32 weights directly
+    result = CliRunner().invoke(main, ["export", "-o", str(tmp_path / "b"), "--precision", "fp32,int8",
+                                       "--keep-fp32", "no_such_layer"])
+    assert result.exit_code == ExportError.exit_code and "match no weight MatMul" in result.output
+    assert not (tmp_path / "b").exists()
