@@ -55,6 +55,7 @@ class OutputDiff:
     tolerance: float
     shape_ok: bool = True
     finite: bool = True
+    scaled: bool = False  # errors are relative to the reference's largest magnitude (SCALED precisions)
 
     @property
     def ok(self) -> bool:
@@ -64,7 +65,8 @@ class OutputDiff:
         status = "ok" if self.ok else "FAIL"
         if not self.shape_ok:
             return f"{self.name:<20} shape mismatch {'':>34} {status}"
-        return (f"{self.name:<20} max_abs={self.max_abs:.3e} max_rel={self.max_rel:.3e} "
+        label = "max_abs/scale" if self.scaled else "max_abs"
+        return (f"{self.name:<20} {label}={self.max_abs:.3e} max_rel={self.max_rel:.3e} "
                 f"at {self.where} tol={self.tolerance:.0e} {status}")
 
 
@@ -101,6 +103,7 @@ def compare(reference: dict, candidate: dict, precision: str, label: str = "") -
             scale = float(np.abs(ref).max()) if ref.size else 1.0
             ref, got = ref / (scale or 1.0), got / (scale or 1.0)
         rows.append(diff(name, ref, got, tol))
+        rows[-1].scaled = precision in SCALED
     return rows
 
 
