@@ -19,10 +19,12 @@ import numpy as np
 
 
 def _status(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    from .worker import status_bytes
+
+    value = status_bytes(field)
+    if value is None:
+        raise RuntimeError(f"{field} not in /proc/self/status (these studies need Linux)")
+    return value
 
 
 def soak(artifact: str, calls: int, warmup: int) -> dict:

@@ -59,17 +59,23 @@ def main() -> None:
     reply({"peak_rss_bytes": peak_rss_bytes()})
 
 
+def status_bytes(field: str) -> int | None:
+    """A size field of /proc/self/status (VmRSS, VmHWM, ...) in bytes; None where unreadable."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int:
     """This process's own high-water mark. VmHWM belongs to the address space, which exec
     replaces; ru_maxrss instead survives fork + exec on Linux and would report the parent's
     peak (the coordinator's, after it exported a 2 GB model)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = status_bytes("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 if __name__ == "__main__":

@@ -51,9 +51,7 @@ class ParityError(ExportError):
 
 
 class GateError(ParityError):
-    """A reduced-precision variant (fp16, int8, int4) failed its task-accuracy gate."""
-
-    exit_code = 7
+    """A reduced-precision variant (fp16, int8, int4) failed its task-accuracy gate (exit code 7, as parity)."""
 
 
 class DependencyError(W2VBertError, ImportError):

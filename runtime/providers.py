@@ -17,9 +17,13 @@ PROVIDERS = {
 }
 
 
-def _shape_list(profile: dict, which: str, feature_dim: int) -> str:
-    b, t = profile[f"{which}_batch"], profile[f"{which}_frames"]
-    return f"input_features:{b}x{t}x{feature_dim},attention_mask:{b}x{t}"
+def _shape_lists(profile: dict, feature_dim: int) -> dict[str, str]:
+    """{"min"|"opt"|"max": "input_features:BxTxF,attention_mask:BxT"} for a manifest profile."""
+    from .trt_profile import ShapeProfile
+
+    shapes = ShapeProfile(**profile).shapes(feature_dim)
+    return {which: ",".join(f"{name}:{'x'.join(map(str, dims[k]))}" for name, dims in shapes.items())
+            for k, which in enumerate(("min", "opt", "max"))}
 
 
 def provider_options(provider: str, precision: str, cache_dir: Path, profile: dict | None = None,
@@ -46,6 +50,6 @@ def provider_options(provider: str, precision: str, cache_dir: Path, profile: di
         "trt_timing_cache_path": str(cache_dir),
     }
     if profile:  # one engine for the whole range instead of a rebuild per new shape
-        for which in ("min", "opt", "max"):
-            options[f"trt_profile_{which}_shapes"] = _shape_list(profile, which, feature_dim)
+        for which, shapes in _shape_lists(profile, feature_dim).items():
+            options[f"trt_profile_{which}_shapes"] = shapes
     return [(PROVIDERS["tensorrt"], options), cuda, cpu]

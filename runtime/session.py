@@ -159,7 +159,7 @@ class Session:
     def infer(self, audio, sampling_rate: int | None = None, **options) -> list:
         """Waveforms (16 kHz float arrays) or sound-file paths -> one Result per utterance."""
         pipe = self.pipeline(**options)
-        waves = _waves(audio, pipe.rate, sampling_rate)
+        waves = _waves(audio, pipe.features, sampling_rate)
         return pipe(waves)
 
     def transcribe(self, audio, sampling_rate: int | None = None, **options) -> list[str]:
@@ -169,15 +169,14 @@ class Session:
         return [r.text for r in self.infer(audio, sampling_rate, **options)]
 
 
-def _waves(audio, rate: int, sampling_rate: int | None) -> list[np.ndarray]:
+def _waves(audio, checker, sampling_rate: int | None) -> list[np.ndarray]:
+    """Paths or arrays -> checked 1-D float32 waves at `checker.sampling_rate` (a FeatureExtractor)."""
     from .audio import load_audio, resample
 
     items = audio if isinstance(audio, (list, tuple)) else [audio]
     if not items:
         raise InputError("no audio given")
-    from .features import FeatureExtractor
-
-    checker = FeatureExtractor(sampling_rate=rate)
+    rate = checker.sampling_rate
     waves = []
     for i, item in enumerate(items):
         if isinstance(item, (str, Path)):
