@@ -142,9 +142,15 @@ def check_onnx(path: Path) -> None:
 def onnx_parity(model: torch.nn.Module, onnx_path: Path, min_frames: int, precision: str = "fp32",
                 frames=PARITY_FRAMES, threads: int | None = None) -> list[OutputDiff]:
     """Run the ONNX file with onnxruntime and the reference on padded batches; raise on mismatch."""
+    return backend_parity(model, ort_runner(onnx_path, threads), min_frames, precision, frames, onnx_path.name)
+
+
+def ort_runner(onnx_path: Path, threads: int | None = None):
+    """A features-in ONNX on onnxruntime's CPU provider as run(features, mask) -> {output name: array}."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
@@ -152,7 +158,7 @@ def onnx_parity(model: torch.nn.Module, onnx_path: Path, min_frames: int, precis
 
     def run(features, mask):
         return dict(zip(names, session.run(None, {"input_features": features, "attention_mask": mask})))
-    return backend_parity(model, run, min_frames, precision, frames, onnx_path.name)
+    return run
 
 
 def backend_parity(model: torch.nn.Module, run, min_frames: int, precision: str, frames, label: str):

@@ -18,6 +18,7 @@ from runtime.errors import ExportError, GateError
 
 from . import gates, sensitivity
 from .calibration import calibration_feeds, held_out_batches
+from .export import ort_runner
 from .quantize import check_precision, quantize, weight_matmuls
 
 log = logging.getLogger("w2vbert")
@@ -30,19 +31,6 @@ class QuantOptions:
     gate_data: str | None = None  # held-out audio / .npy; None: bundled samples 1, 3, 5
     gates: dict = field(default_factory=dict)  # gates.parse_overrides(...)
     keep_fp32: str = "none"  # "none" | "auto" | comma-separated substrings of MatMul node names
-
-
-def _runner(path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-
-    def run(features, mask):
-        return dict(zip(names, session.run(None, {"input_features": features, "attention_mask": mask})))
-    return run
 
 
 def add_precision_variants(staging: Path, manifest: dict, precisions, target: str, options: QuantOptions) -> None:
@@ -59,7 +47,7 @@ def add_precision_variants(staging: Path, manifest: dict, precisions, target: st
     batches = held_out_batches(options.gate_data, pre, dim, min_frames)
     log.info("accuracy gates on %d held-out utterances (%s)", sum(len(b[0]) for b in batches),
              options.gate_data or "bundled samples 1, 3, 5")
-    reference = _runner(fp32)
+    reference = ort_runner(fp32)
     names = weight_matmuls(onnx.load(str(fp32), load_external_data=False))
     calibration = None
     if "int8-qdq" in todo:
@@ -70,7 +58,7 @@ def add_precision_variants(staging: Path, manifest: dict, precisions, target: st
         def build_and_gate(exclude, precision=precision, name=name):
             quantize(fp32, staging / name, precision, exclude=exclude, calibration=calibration,
                      calibrator=options.calibrator)
-            return gates.evaluate(precision, head, config, reference, _runner(staging / name), batches,
+            return gates.evaluate(precision, head, config, reference, ort_runner(staging / name), batches,
                                   options.gates)
 
         log.info("building %s (%s)", name, precision)
