@@ -3,8 +3,8 @@
 //
 // Build (any CPython >= 3.10 with its headers; python3-config of the interpreter whose
 // site-packages hold w2vbert-deploy and onnxruntime):
-//   g++ -O2 -std=c++17 runtime/embed/w2vbert_host.cpp -o w2vbert_host \
-//       $(python3-config --cflags --embed) $(python3-config --ldflags --embed)
+//   g++ -O2 -std=c++17 runtime/embed/w2vbert_host.cpp -o w2vbert_host
+//       $(python3-config --cflags --embed) $(python3-config --ldflags --embed)   (one line)
 // Run (PYTHONPATH must reach the package and its dependencies when they live in a venv):
 //   ./w2vbert_host ARTIFACT features FRAMES OUT.f32     # input_features [1, FRAMES, 160]
 //   ./w2vbert_host ARTIFACT waveform SAMPLES OUT.f32    # fp32-frontend variant, raw 16 kHz audio
