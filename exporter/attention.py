@@ -93,7 +93,7 @@ class SelfAttention(nn.Module):
         if self.position_embeddings_type == "relative":
             q, position_bias = self._relative(q, position_embeddings)
         elif self.position_embeddings_type == "relative_key":
-            position_bias = self._relative_key(q)
+            position_bias = self._relative_key(q, position_embeddings)
 
         if self.fused:
             from .fused import multi_head_attention
@@ -129,18 +129,35 @@ class SelfAttention(nn.Module):
         cols = torch.arange(t)[None, :]
         return q + u, gather_columns(bd, t - 1 - rows + cols)
 
-    def _relative_key(self, q: torch.Tensor) -> torch.Tensor:
-        """Shaw on a scaled q (B, T, C): bias[b,h,i,j] = q[b,h,i] · E[clamp(j-i)], no (T, T, D) tensor."""
+    def _relative_key(self, q: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        """Shaw on a scaled q (B, T, C): bias[b,h,i,j] = q[b,h,i] · E[clamp(j-i)], no (T, T, D) tensor.
+
+        `rows`: relative_key_rows(T, ...) -- the same for every layer, so the encoder computes it once.
+        """
         b, t = q.shape[0], q.shape[1]
         qh = q.reshape(b, t, self.num_heads, self.head_size).transpose(1, 2)  # (B, H, T, D)
         per_distance = torch.matmul(qh, self.distance_embedding.weight.t())  # (B, H, T, R)
-        positions = torch.arange(t)
-        distance = positions[None, :] - positions[:, None]  # (T, T): j - i
-        return gather_columns(per_distance, torch.clamp(distance, -self.left_max, self.right_max) + self.left_max)
+        if rows is None:
+            rows = relative_key_rows(t, self.left_max, self.right_max)
+        return gather_rows(per_distance, rows)
+
+
+def relative_key_rows(length: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """(T*T,) int64: for query i and key j, row i*R + clamp(j - i, -left, right) + left of (T*R, ...)."""
+    positions = torch.arange(length)
+    distance = positions[None, :] - positions[:, None]  # (T, T): j - i
+    index = torch.clamp(distance, -left, right) + left  # (T, T) in [0, R)
+    return (positions[:, None] * (left + right + 1) + index).reshape(-1)
 
 
 def gather_columns(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """out[b, h, i, j] = values[b, h, i, index[i, j]] for values (B, H, T, R), index (T, T).
+    """out[b, h, i, j] = values[b, h, i, index[i, j]] for values (B, H, T, R), index (T, T)."""
+    t, r = values.shape[2], values.shape[3]
+    return gather_rows(values, (torch.arange(t)[:, None] * r + index).reshape(-1))
+
+
+def gather_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """out[b, h, i, j] = values[b, h, i, r] where rows[i*T + j] = i*R + r; values (B, H, T, R).
 
     Rows of B*H values are gathered, then transposed back. Measured in onnxruntime at
     T=500, H=16 (2 threads), per layer: torch.gather's GatherElements needs the index
@@ -148,7 +165,6 @@ def gather_columns(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     one Gather of single elements on the last axis took 11 ms; this takes 2.5 ms.
     """
     b, h, t, r = values.shape
-    rows = values.reshape(b * h, t, r).permute(1, 2, 0).reshape(t * r, b * h)  # (T*R, B*H)
-    flat = (torch.arange(t)[:, None] * r + index).reshape(-1)  # (T*T,): row i*R + index[i, j]
-    picked = rows.index_select(0, flat)  # (T*T, B*H)
+    table = values.reshape(b * h, t, r).permute(1, 2, 0).reshape(t * r, b * h)  # (T*R, B*H)
+    picked = table.index_select(0, rows)  # (T*T, B*H)
     return picked.t().reshape(b, h, t, t)

@@ -9,6 +9,12 @@ function computes the plain math, so PyTorch and ONNX Runtime can be compared.
 Target "tensorrt": standard ONNX only, MatMul -> Add -> Softmax -> MatMul, which
 TensorRT's parser fuses; the 1/sqrt(d) scale sits in the Q projection weights,
 i.e. before the first MatMul, as TensorRT's fusion wants.
+
+Both targets: the Macaron FFNs' 0.5 residual weight is folded into their output
+projections. Target "ort" also traces each residual Add + LayerNorm as one
+SkipLayerNormalization (exporter.cpu_form undoes it for the CPU provider) and the
+depthwise convolution as a (1, K) 2-D Conv between channels-last transposes, which
+onnxruntime's CPU provider runs with its blocked NCHWc kernels.
 """
 
 from __future__ import annotations
@@ -95,6 +101,8 @@ def for_target(model: nn.Module, target: str) -> nn.Module:
     """A copy of `model` prepared for tracing to `target` (the original is left untouched)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
+    from .model import ConformerLayer, ConvolutionModule
+
     prepared = copy.deepcopy(model).eval()
     for module in prepared.modules():
         if isinstance(module, SelfAttention):
@@ -105,10 +113,17 @@ def for_target(model: nn.Module, target: str) -> nn.Module:
             module.linear_q.bias.mul_(module.scaling)
             module.prescaled = True
             module.fused = target == "ort"
+        if isinstance(module, ConformerLayer) and module.ffn_residual_scale != 1.0:
+            for ffn in (module.ffn1, module.ffn2):
+                ffn.output_dense.weight.mul_(module.ffn_residual_scale)
+                ffn.output_dense.bias.mul_(module.ffn_residual_scale)
+            module.ffn_residual_scale = 1.0
     if target == "ort":
         for module in prepared.modules():
             if isinstance(module, nn.LayerNorm):
                 module.fused = True  # read by exporter.model.add_norm (only residual sums use it)
+            if isinstance(module, ConvolutionModule):
+                module.channels_last_2d = True
     return prepared
 
 
