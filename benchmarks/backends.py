@@ -184,8 +184,8 @@ def file_size(spec: dict) -> int | None:
         from runtime.manifest import load_manifest
 
         manifest = load_manifest(spec["artifact"])
-        variant = manifest.variant(spec["precision"])
-        return sum(manifest.data["files"][f]["bytes"] for f in variant["files"])
+        form = manifest.form(spec["precision"], spec["provider"])
+        return sum(manifest.data["files"][f]["bytes"] for f in form["files"])
     if spec["kind"] == "plain-export":
         folder = Path(spec["path"]).parent
         return sum(os.path.getsize(p) for p in folder.iterdir()) if folder.is_dir() else None

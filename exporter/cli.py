@@ -232,6 +232,10 @@ def _print_summary(path) -> None:
             check = "max abs err: " + ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in variant.get("parity", {}).items())
         click.echo(f"variant    {precision:<8} {variant['file']:<22} {size:9.1f} MB  target {variant['target']}"
                    f"  {check}")
+        if "cpu_form" in variant:
+            form = variant["cpu_form"]
+            extra = sum(data["files"][f]["bytes"] for f in form["files"] if f not in variant["files"]) / 1e6
+            click.echo(f"  cpu form {form['file']:<31} +{extra:8.1f} MB  Add + LayerNormalization for the CPU provider")
     for precision, entry in data.get("engines", {}).items():
         p = entry["profile"]
         click.echo(f"engine     {precision:<8} {entry['file']:<22} TensorRT {entry['tensorrt']} on {entry['gpu']} "

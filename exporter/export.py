@@ -254,6 +254,11 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
         check_fused(model, fused["graph"], target)
         manifest["variants"]["fp32"] = {"file": name, "files": files, "target": target, "precision": "fp32",
                                         "parity": parity_record(rows), "fused_ops": fused}
+        if target == "ort":
+            from .cpu_form import add_cpu_form
+
+            add_cpu_form(staging, manifest["variants"]["fp32"], target,
+                         lambda path: parity_record(onnx_parity(model, path, manifest["min_frames"])))
         if with_frontend:
             from .export_frontend import add_frontend_variant
 

@@ -62,9 +62,14 @@ def add_frontend_variant(model, staging: Path, manifest: dict, opset: int, metad
         ["waveform", "waveform_lengths"], names, dynamic), meta)
     log.info("parity of the raw-audio variant vs numpy front end + reference")
     rows = frontend_parity(model, staging / NAME, FeatureExtractor.from_params(pre), rate, shortest)
-    manifest["variants"]["fp32-frontend"] = {
+    variant = manifest["variants"]["fp32-frontend"] = {
         "file": NAME, "files": files, "target": target, "precision": "fp32", "frontend": True,
         "inputs": json.loads(meta["w2vbert.inputs"]), "parity": parity_record(rows)}
+    if target == "ort":
+        from .cpu_form import add_cpu_form
+
+        add_cpu_form(staging, variant, target, lambda path: parity_record(
+            frontend_parity(model, path, FeatureExtractor.from_params(pre), rate, shortest)))
 
 
 def frontend_parity(model, path: Path, extractor: FeatureExtractor, rate: int, shortest: int) -> list[OutputDiff]:

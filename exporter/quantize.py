@@ -86,12 +86,12 @@ def quantize(src: Path, dst: Path, precision: str, *, exclude=(), calibration=No
             _int4(src, tmp, exclude)
         else:
             raise ExportError(f"precision {precision!r} is not a quantized precision")
+        from .cpu_form import unfuse_skip_layernorm
         from .export import consolidate
 
         metadata = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
         metadata["w2vbert.precision"] = precision
-        # int8 dynamic and int4 only run on ORT's CPU kernels, where SkipLayerNormalization
-        # measured 4.6x slower than Add + LayerNormalization ((1, 500, 1024), 2 threads).
+        # int8 dynamic and int4 only run on ORT's CPU kernels: their one form is the CPU form.
         unfuse = unfuse_skip_layernorm if precision in ("int8", "int4") else None
         consolidate(tmp, dst, metadata, replace=True, transform=unfuse)
     finally:
@@ -174,39 +174,3 @@ def _int4(src: Path, dst: Path, exclude) -> None:
                                      nodes_to_exclude=list(exclude))
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), True)
-
-
-def unfuse_skip_layernorm(model) -> int:
-    """Rewrite every com.microsoft SkipLayerNormalization back to Add + LayerNormalization.
-
-        x, skip -> SkipLayerNormalization(gamma, beta) -> out [, mean, inv_std, x + skip]
-        becomes
-        x, skip -> Add -> x + skip -> LayerNormalization(gamma, beta, axis=-1) -> out
-
-    ONNX Runtime 1.32's CPU SkipLayerNormalization kernel takes 1.64 ms where Add +
-    LayerNormalization take 0.36 ms on (1, 500, 1024) with 2 threads; ORT does not refuse
-    them on the CPU provider. Returns how many were rewritten.
-    """
-    from onnx import helper
-
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    nodes, count = [], 0
-    for node in model.graph.node:
-        if node.op_type != "SkipLayerNormalization" or node.domain != "com.microsoft":
-            nodes.append(node)
-            continue
-        if len(node.input) > 4 and node.input[4]:
-            raise ExportError(f"{node.name}: SkipLayerNormalization with a bias input is not produced by this "
-                              "exporter; refusing to rewrite it")
-        if any(o in used for o in node.output[1:3] if o):
-            raise ExportError(f"{node.name}: mean / inv_std outputs are used; cannot rewrite")
-        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
-        summed = node.output[3] if len(node.output) > 3 and node.output[3] else f"{node.name}_sum"
-        nodes.append(helper.make_node("Add", node.input[:2], [summed], name=f"{node.name}_add"))
-        nodes.append(helper.make_node("LayerNormalization", [summed, node.input[2], node.input[3]],
-                                      [node.output[0]], name=f"{node.name}_ln", axis=-1, epsilon=eps))
-        count += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    log.info("unfused %d SkipLayerNormalization into Add + LayerNormalization", count)
-    return count

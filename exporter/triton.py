@@ -79,8 +79,9 @@ def write_repository(artifact: str | Path, repo: str | Path, name: str | None = 
             continue  # raw-audio variant: different inputs; serve the features model instead
         folder = repo / f"{name}_{precision.replace('-', '_')}"
         _fresh(folder)
-        for file in variant["files"]:
-            target = "model.onnx" if file == variant["file"] else file  # the data file keeps its name
+        form = manifest.form(precision, "cuda" if gpu else "cpu")
+        for file in form["files"]:
+            target = "model.onnx" if file == form["file"] else file  # the data file keeps its name
             _place(manifest.safe_path(file), folder / "1" / target)
         instance = "KIND_GPU" if gpu else "KIND_CPU"
         (folder / "config.pbtxt").write_text(model_config(folder.name, data, "onnxruntime", max_batch, instance,

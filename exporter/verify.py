@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 from runtime.errors import ArtifactError, CheckpointError
-from runtime.manifest import load_manifest
+from runtime.manifest import CPU_FORM, load_manifest
 
 from .checkpoint import load_model
 from .export import PARITY_FRAMES, onnx_parity
-from .parity import OutputDiff
+from .parity import OutputDiff, keep_worst
 
 log = logging.getLogger("w2vbert")
 
@@ -27,21 +27,26 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
     log.info("checking sha256 of %s", ", ".join(variant["files"]))
     manifest.verify()
     model = _reference(manifest, source)
+    worst: dict[str, OutputDiff] = {}
+    for form in (variant, variant.get(CPU_FORM)):  # the CPU form (if any) is what provider "cpu" loads
+        if form is not None:
+            keep_worst(worst, _parity(manifest, model, variant, manifest.safe_path(form["file"]), precision, frames))
+    return list(worst.values())
+
+
+def _parity(manifest, model, variant, path: Path, precision: str, frames) -> list[OutputDiff]:
     if variant.get("frontend"):
         from runtime.features import FeatureExtractor
-
         from runtime.shapes import min_samples
 
         from .export_frontend import frontend_parity
 
         pre = manifest.data["preprocessor"]
-        log.info("parity of %s vs numpy front end + PyTorch reference", variant["file"])
-        return frontend_parity(model, manifest.safe_path(variant["file"]), FeatureExtractor.from_params(pre),
-                               int(pre.get("sampling_rate", 16000)),
+        log.info("parity of %s vs numpy front end + PyTorch reference", path.name)
+        return frontend_parity(model, path, FeatureExtractor.from_params(pre), int(pre.get("sampling_rate", 16000)),
                                min_samples(manifest.data["min_frames"], int(pre.get("stride", 2))))
-    log.info("parity of %s vs the PyTorch reference at %s frames", variant["file"], list(frames))
-    return onnx_parity(model, manifest.safe_path(variant["file"]), manifest.data["min_frames"],
-                       precision=precision, frames=frames)
+    log.info("parity of %s vs the PyTorch reference at %s frames", path.name, list(frames))
+    return onnx_parity(model, path, manifest.data["min_frames"], precision=precision, frames=frames)
 
 
 def _reference(manifest, source):

@@ -18,6 +18,7 @@ from .errors import ArtifactError
 MANIFEST_NAME = "manifest.json"
 SCHEMA = "w2vbert-deploy/artifact"
 SCHEMA_VERSION = 1
+CPU_FORM = "cpu_form"  # written by exporter.cpu_form
 REQUIRED_KEYS = ("schema", "schema_version", "head", "config", "preprocessor", "inputs", "outputs", "variants")
 
 
@@ -52,6 +53,16 @@ class Manifest:
             raise ArtifactError(f"artifact {self.root} has no {precision!r} variant; "
                                 f"it has: {', '.join(sorted(variants))}")
         return variants[precision]
+
+    def form(self, precision: str, provider: str) -> dict[str, Any]:
+        """The files of `precision` to load on `provider`: {"file", "files", ...}.
+
+        An `ort` variant holding com.microsoft SkipLayerNormalization also carries a CPU form
+        with Add + LayerNormalization instead (onnxruntime's CPU kernel for the fused op is the
+        slower one); the CPU provider loads that form, every other provider the variant itself.
+        """
+        variant = self.variant(precision)
+        return variant.get(CPU_FORM, variant) if provider == "cpu" else variant
 
     def safe_path(self, name: str) -> Path:
         """Resolve a file named by the manifest, refusing names that escape the artifact."""

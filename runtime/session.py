@@ -58,7 +58,7 @@ class Session:
         self.manifest: Manifest | None = None
         if path.is_dir():
             self.manifest = load_manifest(path)
-            variant = self.manifest.variant(precision)
+            variant = self.manifest.form(precision, provider)
             if verify:
                 self.manifest.verify(variant["files"])
             model_path = self.manifest.safe_path(variant["file"])

@@ -126,8 +126,13 @@ def test_external_data_goes_to_one_file(tmp_path, monkeypatch):
     monkeypatch.setattr(export_module, "PROTOBUF_LIMIT", 1)  # force the > 2 GB path on a tiny model
     out = tmp_path / "a"
     assert run_cli("export", "tiny", "-o", out).exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.fp32.onnx", "model.fp32.onnx.data"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.fp32.cpu.onnx", "model.fp32.onnx",
+                                                     "model.fp32.onnx.data"]
     assert (out / "model.fp32.onnx").stat().st_size < 200_000
+    # the CPU form (Add + LayerNormalization) reads the same weight file: no second copy
+    assert (out / "model.fp32.cpu.onnx").stat().st_size < 200_000
+    form = json.loads((out / "manifest.json").read_text())["variants"]["fp32"]["cpu_form"]
+    assert form["files"] == ["model.fp32.cpu.onnx", "model.fp32.onnx.data"]
     # all weights exactly once in the data file (no stale copy left by onnxsim's rewrite)
     import onnx as onnx_module
 

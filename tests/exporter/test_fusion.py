@@ -36,13 +36,28 @@ def test_targets_fuse_and_match_transformers(hf_checkpoint, tmp_path, position, 
     assert manifest["variants"]["fp32"]["target"] == target
     assert manifest["variants"]["fp32"]["fused_ops"]["graph"].get("MultiHeadAttention", 0) == (
         attentions if target == "ort" else 0)
-    session = ort.InferenceSession(str(out / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
-    for frames in (23, 88):
-        features, mask = padded_batch(frames, seed=frames)
-        got = dict(zip(["logits"], session.run(None, {"input_features": features, "attention_mask": mask})))
-        with torch.no_grad():
-            expected = hf_model(torch.from_numpy(features), attention_mask=torch.from_numpy(mask)).logits
-        assert_close({"logits": expected}, got, "fp32", label=f"{target}, {frames} frames")
+    files = ["model.fp32.onnx"]
+    if target == "ort":
+        # The CPU form: the same graph with every SkipLayerNormalization as Add + LayerNormalization.
+        form = manifest["variants"]["fp32"]["cpu_form"]
+        assert form["file"] == "model.fp32.cpu.onnx" and form["files"] == ["model.fp32.cpu.onnx"]
+        cpu_ops = [n.op_type for n in onnx.load(str(out / form["file"])).graph.node]
+        assert "SkipLayerNormalization" not in cpu_ops
+        assert cpu_ops.count("LayerNormalization") == ops.count("LayerNormalization") + ops.count(
+            "SkipLayerNormalization")
+        assert cpu_ops.count("MultiHeadAttention") == attentions
+        assert form["fused_ops"]["graph"]["MultiHeadAttention"] == attentions
+        files.append(form["file"])
+    else:
+        assert "cpu_form" not in manifest["variants"]["fp32"]
+    for file in files:
+        session = ort.InferenceSession(str(out / file), providers=["CPUExecutionProvider"])
+        for frames in (23, 88):
+            features, mask = padded_batch(frames, seed=frames)
+            got = dict(zip(["logits"], session.run(None, {"input_features": features, "attention_mask": mask})))
+            with torch.no_grad():
+                expected = hf_model(torch.from_numpy(features), attention_mask=torch.from_numpy(mask)).logits
+            assert_close({"logits": expected}, got, "fp32", label=f"{target} {file}, {frames} frames")
 
 
 def test_pointwise_convolutions_are_matmuls(tmp_path):
@@ -51,6 +66,30 @@ def test_pointwise_convolutions_are_matmuls(tmp_path):
     # Only the depthwise convolutions (one per layer) stay convolutions.
     assert len(convs) == 2
     assert all(a.i == 64 for n in convs for a in n.attribute if a.name == "group")
+
+
+@pytest.mark.parametrize("target", ["ort", "tensorrt"])
+def test_depthwise_convolution_layout_per_target(tmp_path, target):
+    out = export("tiny", tmp_path / "a", target=target)
+    graph = onnx.load(str(out / "model.fp32.onnx")).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    kernels = {tuple(a.ints) for n in convs for a in n.attribute if a.name == "kernel_shape"}
+    if target == "tensorrt":
+        assert kernels == {(31,)}
+        return
+    # ort: a (1, K) 2-D conv fed by a channels-last transpose, which onnxruntime's CPU provider
+    # turns into its blocked NCHWc kernels (ReorderInput absorbs the transpose).
+    assert kernels == {(1, 31)}
+    assert all(producers[n.input[0]].op_type == "Transpose" for n in convs)
+    flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
+    if " avx2" in flags or " avx512f" in flags:  # MLAS has NCHWc kernels on AVX2 / AVX-512 only
+        options = ort.SessionOptions()  # default level: ORT_ENABLE_ALL, which holds the NCHWc layout pass
+        options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+        ort.InferenceSession(str(out / "model.fp32.onnx"), options, providers=["CPUExecutionProvider"])
+        loaded = [n.op_type for n in onnx.load(str(tmp_path / "loaded.onnx")).graph.node]
+        assert loaded.count("ReorderInput") == loaded.count("ReorderOutput") == len(convs)
+        assert loaded.count("Transpose") == sum(n.op_type == "Transpose" for n in graph.node) - 2 * len(convs)
 
 
 def test_relative_key_graph_never_holds_a_t_t_headdim_tensor(tmp_path):

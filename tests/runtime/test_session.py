@@ -36,10 +36,14 @@ def test_run_matches_reference(session):
 
 
 def test_bare_onnx_is_self_describing(artifact, session):
-    bare = Session(artifact / "model.fp32.onnx")
-    assert bare.head == "CTC" and bare.config == session.config
+    assert session.path.name == "model.fp32.cpu.onnx"  # provider "cpu" loads the variant's CPU form
     features, mask = padded_batch(30)
-    np.testing.assert_array_equal(bare.run(features, mask)["logits"], session.run(features, mask)["logits"])
+    expected = session.run(features, mask)["logits"]
+    bare = Session(artifact / "model.fp32.cpu.onnx")
+    assert bare.head == "CTC" and bare.config == session.config
+    np.testing.assert_array_equal(bare.run(features, mask)["logits"], expected)
+    fused = Session(artifact / "model.fp32.onnx")  # SkipLayerNormalization: the same math, other rounding
+    np.testing.assert_allclose(fused.run(features, mask)["logits"], expected, atol=1e-5)
 
 
 def test_float64_non_contiguous_and_read_only_inputs(session):
@@ -99,22 +103,28 @@ def test_threads_share_one_session(session):
         np.testing.assert_array_equal(value, serial[j])
 
 
-def test_tampered_and_missing_files(artifact, tmp_path):
+@pytest.mark.parametrize("name", ["model.fp32.cpu.onnx", "model.fp32.onnx"])
+def test_tampered_and_missing_files(artifact, tmp_path, name):
     import shutil
+
+    from runtime.manifest import load_manifest
 
     copy = tmp_path / "copy"
     shutil.copytree(artifact, copy)
-    data = bytearray((copy / "model.fp32.onnx").read_bytes())
+
+    def load():  # the CPU provider checks the files it loads; the whole artifact is checked by verify
+        return Session(copy) if name == "model.fp32.cpu.onnx" else load_manifest(copy).verify()
+    data = bytearray((copy / name).read_bytes())
     data[-100] ^= 0xFF
-    (copy / "model.fp32.onnx").write_bytes(bytes(data))
+    (copy / name).write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="does not match its sha256"):
-        Session(copy)
-    (copy / "model.fp32.onnx").write_bytes(bytes(data[:1000]))
+        load()
+    (copy / name).write_bytes(bytes(data[:1000]))
     with pytest.raises(ArtifactError, match="truncated or replaced"):
-        Session(copy)
-    (copy / "model.fp32.onnx").unlink()
+        load()
+    (copy / name).unlink()
     with pytest.raises(ArtifactError, match="missing"):
-        Session(copy)
+        load()
 
 
 def test_manifest_problems(artifact, tmp_path):
@@ -130,6 +140,10 @@ def test_manifest_problems(artifact, tmp_path):
         Session(copy)
     escaped = dict(manifest)
     escaped["variants"] = {"fp32": {**manifest["variants"]["fp32"], "file": "../evil.onnx"}}
+    (copy / "manifest.json").write_text(json.dumps(escaped))
+    with pytest.raises(ArtifactError, match="outside"):
+        Session(copy, verify=False, provider="cuda")  # refused before onnxruntime is asked for CUDA
+    escaped["variants"]["fp32"]["cpu_form"] = {**manifest["variants"]["fp32"]["cpu_form"], "file": "../evil.onnx"}
     (copy / "manifest.json").write_text(json.dumps(escaped))
     with pytest.raises(ArtifactError, match="outside"):
         Session(copy, verify=False)
