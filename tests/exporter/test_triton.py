@@ -50,6 +50,8 @@ def test_onnx_models_match_their_configs_and_run(repo):
         assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
         assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
         graph = onnx.load(str(folder / "1" / "model.onnx")).graph
+        # CPU instances serve the CPU form: no SkipLayerNormalization (slower on ORT's CPU provider)
+        assert "SkipLayerNormalization" not in {n.op_type for n in graph.node}
         declared = {t.name: t for t in list(config.input) + list(config.output)}
         for value in list(graph.input) + list(graph.output):
             tensor = declared.pop(value.name)
@@ -76,6 +78,8 @@ def test_gpu_instances_get_the_tensorrt_accelerator(repo, tmp_path):
     assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP32"
     assert config.parameters["intra_op_thread_count"].string_value == "2"
     assert config.max_batch_size == 4 and list(config.dynamic_batching.preferred_batch_size) == [2, 4]
+    graph = onnx.load(str(tmp_path / "gpu" / "w2vbert_ctc_fp32" / "1" / "model.onnx")).graph
+    assert "SkipLayerNormalization" in {n.op_type for n in graph.node}  # GPU instances: the fused graph
     int8 = parse(tmp_path / "gpu" / "w2vbert_ctc_int8")  # dynamic int8 is CPU-only: no TensorRT accelerator
     assert not int8.optimization.execution_accelerators.gpu_execution_accelerator
 
