@@ -24,7 +24,8 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
     if backend == "tensorrt":
         return _engine_parity(manifest, artifact, source, precision)
     variant = manifest.variant(precision)
-    log.info("checking sha256 of %s", ", ".join(variant["files"]))
+    log.info("checking sha256 of every file, among them %s", ", ".join(
+        dict.fromkeys(variant["files"] + variant.get(CPU_FORM, {}).get("files", []))))
     manifest.verify()
     model = _reference(manifest, source)
     worst: dict[str, OutputDiff] = {}
