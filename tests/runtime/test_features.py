@@ -43,6 +43,14 @@ def test_batched_speech_of_different_lengths_matches_transformers(hf, speech):
     _compare(FeatureExtractor()(speech), hf(speech, sampling_rate=16000, padding=True, return_tensors="np"))
 
 
+@pytest.mark.parametrize("gain,offset", [(1e-3, 0.0), (0.05, 0.3), (1.0, -0.2), (3e-5, 0.0)],
+                         ids=["quiet", "dc-offset", "loud-offset", "near-silent"])
+def test_hard_signals_match_transformers(hf, speech, gain, offset):
+    # Quiet frames and DC offsets are where reduced precision in framing / FFT shows first.
+    wave = (np.concatenate(speech) * gain + offset).astype(np.float32)
+    _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+
+
 @pytest.mark.parametrize("samples", [MIN_SAMPLES, MIN_SAMPLES + 159, 16000 * 3 + 77, 16000 * 30])
 def test_lengths_and_odd_frame_counts(hf, samples):
     wave = (np.random.default_rng(samples).standard_normal(samples) * 0.05).astype(np.float32)
