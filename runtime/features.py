@@ -203,8 +203,8 @@ def _frame_sums(wave: np.ndarray, count: int) -> np.ndarray:
     """(count,) float64 sums of the samples of each 400-sample frame (hop 160).
 
     Frames start every 2 and span 5 blocks of 80 samples: block sums first (one pass,
-    pairwise-summed), then 5 strided adds -- a running sum over the whole wave was
-    10x slower and loses digits to cancellation on long inputs.
+    pairwise-summed), then 5 strided adds. The running sums used before cost 3x more
+    (0.49 vs 1.5 ms at 30 s) and lose digits to cancellation as the sum grows.
     """
     block = math.gcd(FRAME_LENGTH, HOP_LENGTH)
     whole = len(wave) // block
