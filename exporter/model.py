@@ -94,6 +94,7 @@ class ConvolutionModule(nn.Module):
         self.depthwise_layer_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
         self.activation = activation(config.hidden_act)
         self.pointwise_conv2 = nn.Conv1d(c, c, kernel_size=1, bias=False)
+        self.channels_last_2d = False  # set by exporter.fused.for_target for the ort target
 
     def forward(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """`hidden` is already normalised by self.layer_norm (the caller fuses it with the residual)."""
@@ -102,7 +103,7 @@ class ConvolutionModule(nn.Module):
         # Pointwise Conv1d(k=1) == a matrix product: traced as MatMul, so it fuses and quantizes
         # as one (onnxruntime has no fast integer Conv), and no transposes are needed around it.
         hidden = nn.functional.glu(nn.functional.linear(hidden, self.pointwise_conv1.weight[:, :, 0]), dim=-1)
-        if getattr(self, "channels_last_2d", False):
+        if self.channels_last_2d:
             hidden = self._depthwise_2d(hidden)
         else:
             # Causal: the whole receptive field lies on the left.
