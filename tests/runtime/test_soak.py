@@ -34,7 +34,9 @@ def test_ten_minutes_transcribe_in_bounded_memory(artifact):
     assert ten["minutes"] >= 10
     # The small bundled model was trained on 1-4 word clips: back-to-back playback costs a few characters.
     assert ten["char_errors"] <= 0.08 * ten["chars"], ten
-    assert twenty["peak_rss"] <= 1.05 * ten["peak_rss"], (ten, twenty)
+    # Length-bound memory would double here. 10%, not less: identical runs' peaks differ by up to ~5%
+    # (glibc's adaptive mmap threshold; measured 1442 vs 1517 MB in one CI run, 1424 vs 1430 MB on rerun).
+    assert twenty["peak_rss"] <= 1.10 * ten["peak_rss"], (ten, twenty)
     default = _study("long", artifact, "--minutes", 10)  # with the arena: the README figure
     assert default["peak_rss"] < 3 * 2 ** 30, default
 
