@@ -79,10 +79,10 @@ def build(spec: dict, threads: int):
         from runtime import Session
 
         session = Session(spec["artifact"], precision=spec["precision"], provider=spec["provider"],
-                          threads=threads, verify=False, spin=False)
+                          threads=threads, verify=False, spin=spec.get("spin", False))
         return session.run
     if kind == "plain-export" and Path(spec["path"]).is_file():
-        return _ort_runner(Path(spec["path"]), threads)  # no torch in this process: its RSS is ORT's
+        return _ort_runner(Path(spec["path"]), threads, spec.get("spin", False))  # no torch here: RSS is ORT's
     import torch
 
     torch.set_num_threads(threads)
@@ -164,13 +164,14 @@ def quantize_plain(src: Path, dst: Path) -> None:
     quantize_dynamic(str(src), str(dst), use_external_data_format=True)
 
 
-def _ort_runner(path: Path, threads: int):
-    """onnxruntime with default settings (but for the thread count and no spin-waiting)."""
+def _ort_runner(path: Path, threads: int, spin: bool = False):
+    """onnxruntime with default settings (but for the thread count and, unless `spin`, no spin-waiting)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as for every ORT backend here
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as for every ORT backend here
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
     def run(features, mask):

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from .flops import frames_for_seconds, model_flops
 
 log = logging.getLogger("w2vbert")
 
+SPIN_PAUSE = 0.2  # seconds; OpenMP's and onnxruntime's default spin-waits last milliseconds
+
 
 @dataclass
 class Grid:
@@ -31,6 +34,10 @@ class Grid:
     threads: int = os.cpu_count() or 1
     warmup: int = 1
     repeats: int = 5
+    # False: OpenMP and onnxruntime threads sleep as soon as they are idle, so no idle worker
+    # competes with the timed one. True: each library's default waiting (spin-wait, what users
+    # get; it helps PyTorch ~3% here, onnxruntime <1%), with SPIN_PAUSE between runs.
+    spin: bool = False
 
     def cases(self) -> list[tuple[float, int]]:
         return [(d, b) for b in self.batches for d in self.durations]
@@ -49,13 +56,15 @@ def stats(seconds: list[float]) -> dict:
 
 
 class Worker:
-    def __init__(self, spec: dict, threads: int):
-        self.spec = spec
+    def __init__(self, spec: dict, threads: int, spin: bool = False):
+        self.spec = {**spec, "spin": spin}
         # Idle workers must not steal cores from the one being timed: OpenMP (torch) and
         # onnxruntime thread pools spin-wait after each call by default.
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
-               "GOMP_SPINCOUNT": "0", "KMP_BLOCKTIME": "0"}
-        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", json.dumps(spec), str(threads)],
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        if not spin:
+            env.update({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "KMP_BLOCKTIME": "0"})
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", json.dumps(self.spec),
+                                         str(threads)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                                         cwd=str(Path(__file__).resolve().parents[1]))
         self.ready = self._read()
@@ -106,7 +115,7 @@ def run_grid(specs: list[dict], grid: Grid, config: dict, head: str, peaks: dict
     workers, skipped = [], []
     for spec in specs:
         log.info("starting %s", spec["name"])
-        worker = Worker(spec, grid.threads)
+        worker = Worker(spec, grid.threads, grid.spin)
         if worker.ready.get("ready"):
             workers.append(worker)
         else:
@@ -122,6 +131,8 @@ def run_grid(specs: list[dict], grid: Grid, config: dict, head: str, peaks: dict
                     w.run(batch, frames, feature_dim, seed=case)
             for round_ in interleaved_order(workers, grid.repeats):
                 for w in round_:
+                    if grid.spin:
+                        time.sleep(SPIN_PAUSE)  # the previous worker's spinning threads park first
                     times[w.spec["name"]].append(w.run(batch, frames, feature_dim, seed=case))
                 if progress:
                     progress(1)

@@ -97,7 +97,7 @@ def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | No
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
         "versions": tool_versions(), "peaks": peaks,
         "grid": {"durations": list(grid.durations), "batches": list(grid.batches), "threads": grid.threads,
-                 "warmup": grid.warmup, "repeats": grid.repeats},
+                 "warmup": grid.warmup, "repeats": grid.repeats, "spin": grid.spin},
         "model": {"head": manifest.head, "source": manifest.data.get("source"),
                   "label": f"{manifest.head}, {config['num_hidden_layers']} layers x {config['hidden_size']} "
                            f"({config['position_embeddings_type']})"},

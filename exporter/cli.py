@@ -173,8 +173,11 @@ def transcribe(ctx, artifact, audio, precision, provider, threads, batch_size, c
               help="Variants to export and time (as for export), e.g. fp32,int8,int8-qdq,int4.")
 @click.option("--gate", "gate_overrides", multiple=True, metavar="[PRECISION.]KEY=VALUE",
               help="Gate threshold overrides for that export (random-weight presets need them).")
+@click.option("--spin", is_flag=True,
+              help="Let OpenMP and onnxruntime threads spin-wait as they do by default (what users get); "
+                   "without it idle threads sleep at once, so no idle worker competes with the timed one.")
 def benchmark(source, preset, out_dir, durations, batches, threads, repeats, warmup, quick, work_dir, precision,
-              gate_overrides):
+              gate_overrides, spin):
     """Side-by-side speed and memory of SOURCE (checkpoint, preset or artifact; default: bundled model).
 
     Backends: transformers eager, our PyTorch reference, the plain torch.onnx.export of the
@@ -191,10 +194,11 @@ def benchmark(source, preset, out_dir, durations, batches, threads, repeats, war
     from exporter.variants import QuantOptions
 
     if quick:
-        grid = Grid(QUICK.durations, QUICK.batches, threads or os.cpu_count() or 1, QUICK.warmup, QUICK.repeats)
+        grid = Grid(QUICK.durations, QUICK.batches, threads or os.cpu_count() or 1, QUICK.warmup, QUICK.repeats,
+                    spin)
     else:
         grid = Grid(tuple(float(d) for d in durations.split(",")), tuple(int(b) for b in batches.split(",")),
-                    threads or os.cpu_count() or 1, warmup, repeats)
+                    threads or os.cpu_count() or 1, warmup, repeats, spin)
     command = "w2vbert " + " ".join(sys.argv[1:])
     with click.progressbar(length=grid_size(grid), label="benchmark", file=sys.stderr) as bar:
         data = run_benchmark(preset or source, Path(out_dir), grid, Path(work_dir) if work_dir else None,

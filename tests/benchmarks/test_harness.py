@@ -58,12 +58,12 @@ def test_flops_grow_with_adapter_and_ctc_head():
     assert model_flops(config, "CTC", 100) == base + 2 * 100 * 64 * config["vocab_size"]
 
 
-@pytest.mark.parametrize("quick", [True])
-def test_quick_benchmark_end_to_end_writes_schema(tmp_path, quick):
+@pytest.mark.parametrize("spin", [False, True], ids=["idle-threads-sleep", "library-default-spin"])
+def test_quick_benchmark_end_to_end_writes_schema(tmp_path, spin):
     """The real harness on the tiny preset: workers, JSON schema, markdown and a PNG."""
     from benchmarks.run import benchmark
 
-    grid = Grid(durations=(1.0,), batches=(1,), threads=1, warmup=0, repeats=2)
+    grid = Grid(durations=(1.0,), batches=(1,), threads=1, warmup=0, repeats=2, spin=spin)
     data = benchmark("tiny", tmp_path / "out", grid, work_dir=tmp_path / "work")
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["schema"] == "w2vbert-deploy/benchmark" and saved["schema_version"] == 1
@@ -79,5 +79,7 @@ def test_quick_benchmark_end_to_end_writes_schema(tmp_path, quick):
         assert fact["peak_rss_bytes"] > 10e6 and fact["load_seconds"] > 0
     assert saved["peaks"]["fp32"] > 0 and saved["peaks"]["int8"] > 0
     assert (tmp_path / "out" / "results.md").read_text().count("| ours fp32") == 1
+    assert saved["grid"]["spin"] is spin and all(f["spec"]["spin"] is spin for f in saved["backends"].values())
+    assert ("spin-wait as each library does" in (tmp_path / "out" / "results.md").read_text()) is spin
     assert (tmp_path / "out" / "latency_batch1.png").stat().st_size > 10_000
     assert data["plots"]
