@@ -25,6 +25,7 @@ from .flops import frames_for_seconds, model_flops
 log = logging.getLogger("w2vbert")
 
 SPIN_PAUSE = 0.2  # seconds; OpenMP's and onnxruntime's default spin-waits last milliseconds
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
 @dataclass
@@ -55,17 +56,24 @@ def stats(seconds: list[float]) -> dict:
             "p90": float(np.percentile(values, 90)), "runs": len(values)}
 
 
+def worker_env(threads: int, spin: bool) -> dict[str, str]:
+    """The environment of a worker process: its thread count and thread waiting policy."""
+    env = {k: v for k, v in os.environ.items() if k not in WAIT_VARIABLES}  # spin: the libraries' defaults
+    env["OMP_NUM_THREADS"] = str(threads)
+    if not spin:
+        env.update({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "KMP_BLOCKTIME": "0"})
+    return env
+
+
 class Worker:
     def __init__(self, spec: dict, threads: int, spin: bool = False):
         self.spec = {**spec, "spin": spin}
         # Idle workers must not steal cores from the one being timed: OpenMP (torch) and
         # onnxruntime thread pools spin-wait after each call by default.
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        if not spin:
-            env.update({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "KMP_BLOCKTIME": "0"})
         self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", json.dumps(self.spec),
                                          str(threads)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=worker_env(threads, spin),
                                         cwd=str(Path(__file__).resolve().parents[1]))
         self.ready = self._read()
 

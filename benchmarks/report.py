@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .harness import SPIN_PAUSE
+
 BASELINE = "transformers eager"
 
 
@@ -79,7 +81,7 @@ def write_markdown(data: dict, path: Path, command: str) -> None:
              f"Grid: durations {data['grid']['durations']} s, batches {data['grid']['batches']}, "
              f"{data['grid']['warmup']} warm-up + {data['grid']['repeats']} interleaved runs per case; "
              "each backend in its own process (peak RSS is that process's high-water mark, loading included); "
-             + ("threads spin-wait as each library does by default (--spin), 0.2 s pause between runs."
+             + (f"threads spin-wait as each library does by default (--spin), {SPIN_PAUSE} s pause between runs."
                 if data["grid"].get("spin") else "OpenMP and onnxruntime threads sleep when idle (no spin-wait)."),
              "", markdown_table(_rows(data)), ""]
     for name, reason in data["skipped"]:

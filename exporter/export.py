@@ -193,7 +193,9 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
     """Export `source` (checkpoint dir, preset name, or the bundled default) to an artifact at `out`.
 
     `target` "ort" emits com.microsoft MultiHeadAttention; "tensorrt" keeps standard ONNX ops.
-    `with_frontend` also writes `model.fp32.frontend.onnx`, whose inputs are raw samples.
+    For "ort", fp32 also gets `model.fp32.cpu.onnx` (exporter.cpu_form: no SkipLayerNormalization,
+    for the CPU provider; it shares the weight file above 2 GB and embeds a copy below).
+    `with_frontend` also writes `model.fp32.frontend.onnx` (+ its CPU form), whose inputs are raw samples.
     `precisions`: fp32 is always built (the others are made from it and gated against it);
     `quant` (variants.QuantOptions) sets calibration, gate data, thresholds and --keep-fp32.
     `engine` (keyword arguments of runtime.trt_profile.ShapeProfile.from_seconds): also build

@@ -12,7 +12,8 @@ i.e. before the first MatMul, as TensorRT's fusion wants.
 
 Both targets: the Macaron FFNs' 0.5 residual weight is folded into their output
 projections. Target "ort" also traces each residual Add + LayerNorm as one
-SkipLayerNormalization (exporter.cpu_form undoes it for the CPU provider) and the
+SkipLayerNormalization (exporter.cpu_form writes an fp32 copy without it for the CPU
+provider; the int8 / int8-qdq / int4 variants drop it) and the
 depthwise convolution as a (1, K) 2-D Conv between channels-last transposes, which
 onnxruntime's CPU provider runs with its blocked NCHWc kernels.
 """

@@ -91,8 +91,10 @@ def quantize(src: Path, dst: Path, precision: str, *, exclude=(), calibration=No
 
         metadata = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
         metadata["w2vbert.precision"] = precision
-        # int8 dynamic and int4 only run on ORT's CPU kernels: their one form is the CPU form.
-        unfuse = unfuse_skip_layernorm if precision in ("int8", "int4") else None
+        # int8 dynamic and int4 only run on ORT's CPU kernels, and int8-qdq runs on ORT's CPU kernels or
+        # TensorRT (which parses Add + LayerNormalization, not the com.microsoft op): their one form is
+        # the CPU form. fp16 is the CUDA precision and keeps the fused op.
+        unfuse = unfuse_skip_layernorm if precision in ("int8", "int4", "int8-qdq") else None
         consolidate(tmp, dst, metadata, replace=True, transform=unfuse)
     finally:
         shutil.rmtree(work, ignore_errors=True)

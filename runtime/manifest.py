@@ -57,9 +57,11 @@ class Manifest:
     def form(self, precision: str, provider: str) -> dict[str, Any]:
         """The files of `precision` to load on `provider`: {"file", "files", ...}.
 
-        An `ort` variant holding com.microsoft SkipLayerNormalization also carries a CPU form
-        with Add + LayerNormalization instead (onnxruntime's CPU kernel for the fused op is the
-        slower one); the CPU provider loads that form, every other provider the variant itself.
+        The `ort` fp32 variants (features and raw audio) hold com.microsoft SkipLayerNormalization
+        and also carry a CPU form with Add + LayerNormalization instead (onnxruntime's CPU kernel
+        for the fused op is the slower one); the CPU provider loads that form, every other provider
+        the variant itself. Variants without a CPU form (fp16, the quantized ones whose only graph
+        is already unfused, tensorrt-target ones, artifacts from before) load as they are.
         """
         variant = self.variant(precision)
         return variant.get(CPU_FORM, variant) if provider == "cpu" else variant

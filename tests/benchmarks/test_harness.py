@@ -58,6 +58,16 @@ def test_flops_grow_with_adapter_and_ctc_head():
     assert model_flops(config, "CTC", 100) == base + 2 * 100 * 64 * config["vocab_size"]
 
 
+def test_worker_env_sets_or_clears_the_wait_policy(monkeypatch):
+    from benchmarks.harness import worker_env
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # inherited from the caller's shell
+    assert worker_env(2, spin=False)["OMP_WAIT_POLICY"] == "PASSIVE"
+    spinning = worker_env(2, spin=True)
+    assert spinning["OMP_NUM_THREADS"] == "2"
+    assert not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"} & set(spinning)
+
+
 @pytest.mark.parametrize("spin", [False, True], ids=["idle-threads-sleep", "library-default-spin"])
 def test_quick_benchmark_end_to_end_writes_schema(tmp_path, spin):
     """The real harness on the tiny preset: workers, JSON schema, markdown and a PNG."""

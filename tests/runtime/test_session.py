@@ -112,8 +112,12 @@ def test_tampered_and_missing_files(artifact, tmp_path, name):
     copy = tmp_path / "copy"
     shutil.copytree(artifact, copy)
 
-    def load():  # the CPU provider checks the files it loads; the whole artifact is checked by verify
-        return Session(copy) if name == "model.fp32.cpu.onnx" else load_manifest(copy).verify()
+    def load():  # a Session checks the files of the form its provider loads; verify checks them all
+        if name == "model.fp32.cpu.onnx":
+            return Session(copy)
+        with pytest.raises(ArtifactError):
+            load_manifest(copy).verify()
+        return Session(copy, provider="cuda")  # the fused graph: checked before the provider is asked for
     data = bytearray((copy / name).read_bytes())
     data[-100] ^= 0xFF
     (copy / name).write_bytes(bytes(data))
@@ -125,6 +129,20 @@ def test_tampered_and_missing_files(artifact, tmp_path, name):
     (copy / name).unlink()
     with pytest.raises(ArtifactError, match="missing"):
         load()
+
+
+def test_artifact_without_cpu_form_loads_its_variant(artifact, session, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"  # as written before CPU forms existed
+    shutil.copytree(artifact, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["variants"]["fp32"]["cpu_form"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    old = Session(copy)
+    assert old.path.name == "model.fp32.onnx"
+    features, mask = padded_batch(30)
+    np.testing.assert_allclose(old.run(features, mask)["logits"], session.run(features, mask)["logits"], atol=1e-5)
 
 
 def test_manifest_problems(artifact, tmp_path):
