@@ -37,7 +37,7 @@ class Grid:
     repeats: int = 5
     # False: OpenMP and onnxruntime threads sleep as soon as they are idle, so no idle worker
     # competes with the timed one. True: each library's default waiting (spin-wait, what users
-    # get; it helps PyTorch ~3% here, onnxruntime <1%), with SPIN_PAUSE between runs.
+    # get; it made PyTorch eager 3-13% faster here, onnxruntime <1%), with SPIN_PAUSE between runs.
     spin: bool = False
 
     def cases(self) -> list[tuple[float, int]]:
