@@ -4,7 +4,7 @@
     python -m benchmarks.soak long ARTIFACT [--minutes 10] [--no-arena]
 
 `soak`: consecutive Session.run calls of mixed lengths; resident memory after warm-up vs at
-the end. `long`: one recording of MINUTES built from the bundled samples (with pauses)
+the end. `long`: one recording of MINUTES built from the bundled samples back to back
 through Session.transcribe (chunked), reporting the peak RSS (VmHWM) and whether every
 sample's words came out. Both print one JSON line; the tests assert on it.
 """

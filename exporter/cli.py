@@ -210,7 +210,7 @@ def benchmark(source, preset, out_dir, durations, batches, threads, repeats, war
 
 
 def _print_summary(path) -> None:
-    from runtime.manifest import load_manifest
+    from runtime.manifest import CPU_FORM, load_manifest
 
     manifest = load_manifest(path)
     data, config = manifest.data, manifest.config
@@ -236,8 +236,8 @@ def _print_summary(path) -> None:
             check = "max abs err: " + ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in variant.get("parity", {}).items())
         click.echo(f"variant    {precision:<8} {variant['file']:<22} {size:9.1f} MB  target {variant['target']}"
                    f"  {check}")
-        if "cpu_form" in variant:
-            form = variant["cpu_form"]
+        if CPU_FORM in variant:
+            form = variant[CPU_FORM]
             extra = sum(data["files"][f]["bytes"] for f in form["files"] if f not in variant["files"]) / 1e6
             click.echo(f"  cpu form {form['file']:<31} +{extra:8.1f} MB  Add + LayerNormalization for the CPU provider")
     for precision, entry in data.get("engines", {}).items():

@@ -9,7 +9,7 @@ live inside MultiHeadAttention anyway.
 Choices and why:
 * int8 dynamic uses signed int8 weights with per-output-channel scales (U8S8: ORT's
   DynamicQuantizeLinear makes activations uint8). On this AVX-512 VNNI CPU U8S8 maps
-  onto VPDPBUSD directly; U8U8 measured slower (benchmarks/results/quantization.md).
+  onto VPDPBUSD directly; U8U8 measured slower (benchmarks/results/int8-formats.md).
 * int8 QDQ follows TensorRT's explicit-quantization rules: symmetric int8 activations and
   weights, zero point 0, per-channel weight scales on the output-channel axis (1 for a
   MatMul weight [in, out]). The same file runs in ORT (S8S8).
@@ -46,6 +46,14 @@ def weight_matmuls(model) -> list[str]:
     if any(not n for n in names):
         raise ExportError("a weight MatMul has no node name; quantization exclusions need names")
     return names
+
+
+def _to_quantize(src: Path, exclude) -> list[str]:
+    """The weight MatMuls of `src` minus those `exclude` keeps in fp32."""
+    import onnx
+
+    kept = set(exclude)
+    return [n for n in weight_matmuls(onnx.load(str(src), load_external_data=False)) if n not in kept]
 
 
 def check_precision(precision: str, target: str) -> None:
@@ -121,17 +129,15 @@ def _fp16(src: Path, dst: Path, exclude) -> None:
 
 
 def _int8_dynamic(src: Path, dst: Path, exclude) -> None:
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    nodes = [n for n in weight_matmuls(onnx.load(str(src), load_external_data=False)) if n not in set(exclude)]
+    nodes = _to_quantize(src, exclude)
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
                      op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes, use_external_data_format=True,
                      extra_options={"MatMulConstBOnly": True})
 
 
 def _int8_qdq(src: Path, dst: Path, exclude, calibration, calibrator: str) -> None:
-    import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 
     class Feeds(CalibrationDataReader):
@@ -143,7 +149,7 @@ def _int8_qdq(src: Path, dst: Path, exclude, calibration, calibrator: str) -> No
 
     method = {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy,
               "minmax": CalibrationMethod.MinMax}[calibrator]
-    nodes = [n for n in weight_matmuls(onnx.load(str(src), load_external_data=False)) if n not in set(exclude)]
+    nodes = _to_quantize(src, exclude)
     log.info("calibrating %d MatMuls on %d windows (%s)", len(nodes), len(calibration), calibrator)
     chatter = io.StringIO()  # the calibrators print progress to stdout; keep it for --debug
     with contextlib.redirect_stdout(chatter):

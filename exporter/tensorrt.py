@@ -61,11 +61,17 @@ def _keep_norms_fp32(network) -> None:
     log.info("pinned %d normalization / softmax / reduce layers to fp32", count)
 
 
+def engine_source(precision: str) -> str:
+    """The ONNX variant an engine of `precision` is built from."""
+    if precision not in ENGINE_SOURCES:
+        raise ExportError(f"engine precision {precision!r} is unknown; expected one of {', '.join(ENGINE_SOURCES)}")
+    return ENGINE_SOURCES[precision]
+
+
 def build_engine(onnx_path: Path, plan_path: Path, precision: str, profile: ShapeProfile, feature_dim: int,
                  cache_dir: Path | None = None) -> dict:
     """Build (or take from the cache) the plan for `onnx_path`; returns its manifest entry."""
-    if precision not in ENGINE_SOURCES:
-        raise ExportError(f"engine precision {precision!r} is unknown; expected one of {', '.join(ENGINE_SOURCES)}")
+    engine_source(precision)
     trt = require("tensorrt", "gpu", "building a TensorRT engine")
     require("polygraphy", "gpu", "building a TensorRT engine")
     gpu, capability = gpu_identity()
@@ -115,10 +121,7 @@ def add_engines(staging: Path, manifest: dict, precisions, profile: ShapeProfile
     """Build a plan per engine precision from the artifact's ONNX variants (target tensorrt)."""
     feature_dim = manifest["config"]["feature_projection_input_dim"]
     for precision in precisions:
-        if precision not in ENGINE_SOURCES:
-            raise ExportError(f"engine precision {precision!r} is unknown; expected one of "
-                              f"{', '.join(ENGINE_SOURCES)}")
-        source = ENGINE_SOURCES[precision]
+        source = engine_source(precision)
         if source not in manifest["variants"]:
             raise ExportError(f"a {precision} engine is built from the {source} variant; add it to --precision")
         onnx_path = staging / manifest["variants"][source]["file"]

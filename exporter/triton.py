@@ -35,8 +35,7 @@ def _tensor(spec: dict) -> str:
 def model_config(name: str, manifest: dict, backend: str, max_batch: int, instance: str, count: int = 1,
                  precision: str = "fp32", threads: int | None = None) -> str:
     """config.pbtxt text for one model of the repository."""
-    inputs = [s for s in manifest["inputs"]]
-    outputs = [s for s in manifest["outputs"]]
+    inputs, outputs = manifest["inputs"], manifest["outputs"]
     preferred = sorted({b for b in (max(1, max_batch // 2), max_batch) if b >= 1})
     lines = [f'name: "{name}"',
              'backend: "onnxruntime"' if backend == "onnxruntime" else 'platform: "tensorrt_plan"',

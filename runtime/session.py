@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, DependencyError, InputError, require
+from .features import HOP_LENGTH
 from .inputs import check_attention_memory, check_features, check_mask, check_waveform
 from .manifest import Manifest, load_manifest
 from .providers import PROVIDERS, provider_options
@@ -127,7 +128,7 @@ class Session:
                              "precision='fp32-frontend' for raw audio")
         shortest = min_samples(self.min_frames, int(self.preprocessor.get("stride", 2)))
         wave, lengths = check_waveform(waveform, lengths, shortest)
-        stacked = 160 * int(self.preprocessor.get("stride", 2))  # samples per model frame
+        stacked = HOP_LENGTH * int(self.preprocessor.get("stride", 2))  # samples per model frame
         check_attention_memory(wave.shape[0], wave.shape[1] // stacked + 1, int(self.config["num_attention_heads"]),
                                self.max_attention_bytes)
         return self._run({"waveform": wave, "waveform_lengths": lengths}, wave.shape)
