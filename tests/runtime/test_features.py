@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from runtime import features
 from runtime.audio import load_audio
 from runtime.errors import InputError
-from runtime.features import MIN_SAMPLES, FeatureExtractor
+from runtime.features import BLOCK, FRAME_LENGTH, HOP_LENGTH, MIN_SAMPLES, FeatureExtractor
 from tests.conftest import FIXTURE
 
 SAMPLES = sorted((FIXTURE / "samples").glob("*.wav"))
@@ -51,10 +52,42 @@ def test_hard_signals_match_transformers(hf, speech, gain, offset):
     _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
 
 
-@pytest.mark.parametrize("samples", [MIN_SAMPLES, MIN_SAMPLES + 159, 16000 * 3 + 77, 16000 * 30])
+@pytest.mark.parametrize("samples", [MIN_SAMPLES, MIN_SAMPLES + 159, 16000 * 3 + 77, 16000 * 30,
+                                     (BLOCK - 1) * HOP_LENGTH + FRAME_LENGTH, BLOCK * HOP_LENGTH + FRAME_LENGTH],
+                         ids=["shortest", "shortest+159", "3s", "30s", "one-block", "one-block+1"])
 def test_lengths_and_odd_frame_counts(hf, samples):
     wave = (np.random.default_rng(samples).standard_normal(samples) * 0.05).astype(np.float32)
     _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+
+
+def test_numpy_only_path_matches_transformers(hf, speech, monkeypatch):
+    # Without scipy the per-frame DC removal runs in the time domain instead of as a BLAS
+    # rank-1 update of the spectrum; a DC offset is where the two would part.
+    monkeypatch.setattr(features, "_blas_rank1", lambda: None)
+    wave = (np.concatenate(speech) * 0.05 + 0.3).astype(np.float32)
+    _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+
+
+def test_rejected_audio_leaves_the_extractor_usable(speech):
+    # Block buffers are reused between calls: NaN from a refused waveform must not leak into the next.
+    extractor, wave = FeatureExtractor(), speech[0]
+    expected = FeatureExtractor()(wave)[0]
+    bad = wave.copy()
+    bad[::7] = np.nan
+    with pytest.raises(InputError, match="NaN/Inf"):
+        extractor(bad)
+    np.testing.assert_array_equal(extractor(wave)[0], expected)
+
+
+def test_one_extractor_shared_by_threads(speech):
+    from concurrent.futures import ThreadPoolExecutor
+
+    extractor = FeatureExtractor()
+    expected = [extractor(w)[0] for w in speech]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: extractor(speech[i % len(speech)])[0], range(4 * len(speech))))
+    for i, got in enumerate(results):
+        np.testing.assert_array_equal(got, expected[i % len(speech)])
 
 
 def test_int16_pcm_is_scaled_like_float(speech):
