@@ -17,10 +17,9 @@ import numpy as np
 
 from .decode import CTCDecoder, frame_labels, top_labels
 from .errors import InputError
-from .features import MIN_SAMPLES, FeatureExtractor
+from .features import HOP_LENGTH, MIN_SAMPLES, FeatureExtractor
 from .shapes import output_frames
 
-HOP = 160  # samples per fbank frame
 
 
 @dataclass
@@ -111,7 +110,7 @@ class AudioPipeline:
         kept = self._run_sorted(audio, lambda out, mask: self._frames(out["logits"], mask))
         ids_per_utterance: dict[int, list] = {}
         config = self.session.config
-        samples_per_frame = HOP * self.features.stride
+        samples_per_frame = HOP_LENGTH * self.features.stride
         if config.get("add_adapter"):
             samples_per_frame *= config["adapter_stride"] ** config["num_adapter_layers"]
         for piece, frame_ids in zip(pieces, kept):

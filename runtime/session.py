@@ -63,8 +63,7 @@ class Session:
             if verify:
                 self.manifest.verify(variant["files"])
             model_path = self.manifest.safe_path(variant["file"])
-            self.head, self.config = self.manifest.head, self.manifest.config
-            self.preprocessor = self.manifest.data["preprocessor"]
+            self._read_manifest_model()
         elif path.is_file():
             model_path = path
             self.head, self.config, self.preprocessor = _read_metadata(path)
@@ -83,8 +82,7 @@ class Session:
         if self.input_names != ["input_features", "attention_mask"] and not self.raw_audio:
             raise ArtifactError(f"{model_path} has inputs {self.input_names}; expected "
                                 "['input_features', 'attention_mask'] or ['waveform', 'waveform_lengths']")
-        self.feature_dim = int(self.config["feature_projection_input_dim"])
-        self.min_frames = min_frames(self.config, self.head)
+        self._set_input_limits()
 
     def _open_engine(self, path: Path, precision: str, verify: bool) -> None:
         from .trt_engine import EngineRunner
@@ -100,13 +98,19 @@ class Session:
         entry = engines[precision]
         if verify:
             self.manifest.verify(entry["files"])
-        self.head, self.config = self.manifest.head, self.manifest.config
-        self.preprocessor = self.manifest.data["preprocessor"]
+        self._read_manifest_model()
         self.precision, self.path = precision, self.manifest.safe_path(entry["file"])
         self._engine = EngineRunner(self.path, entry)
         self.input_names = ["input_features", "attention_mask"]
         self.output_names = [o["name"] for o in self.manifest.data["outputs"]]
         self.raw_audio = False
+        self._set_input_limits()
+
+    def _read_manifest_model(self) -> None:
+        self.head, self.config = self.manifest.head, self.manifest.config
+        self.preprocessor = self.manifest.data["preprocessor"]
+
+    def _set_input_limits(self) -> None:
         self.feature_dim = int(self.config["feature_projection_input_dim"])
         self.min_frames = min_frames(self.config, self.head)
 
