@@ -90,6 +90,41 @@ def test_one_extractor_shared_by_threads(speech):
         np.testing.assert_array_equal(got, expected[i % len(speech)])
 
 
+def test_more_mel_bins_than_the_fft_resolves(speech, caplog):
+    # 128 kaldi triangles at 512 points: one misses every FFT bin. transformers warns and turns
+    # that constant bin into float32 rounding noise (-0.0030 after normalisation); ours is 0.
+    transformers = pytest.importorskip("transformers")
+    with pytest.warns(UserWarning, match="mel filter has all zero values"):
+        theirs = transformers.SeamlessM4TFeatureExtractor(num_mel_bins=128, feature_size=128)
+    with caplog.at_level("WARNING", logger="w2vbert"):
+        extractor = FeatureExtractor(num_mel_bins=128)
+    assert "1 of 128 mel filters cover no FFT bin" in caplog.text
+    empty = [int(b) for b in caplog.text.split("mel bins [")[1].split("]")[0].split(",")]
+    (features, mask), expected = extractor(speech), theirs(speech, sampling_rate=16000, padding=True,
+                                                           return_tensors="np")
+    np.testing.assert_array_equal(mask, expected["attention_mask"])
+    columns = np.arange(256).reshape(2, 128)  # stride-2 stacking: bin b sits at b and 128 + b
+    constant = columns[:, empty].ravel()
+    real = np.setdiff1d(np.arange(256), constant)
+    err = np.abs(features[..., real] - expected["input_features"][..., real]).max()
+    assert err <= 1e-3, f"max abs error {err:.2e} on normalised features"
+    assert not features[..., constant][mask.astype(bool)].any()
+
+
+def test_mel_bands_cover_every_filter_column():
+    # The banded mel product must write every output column, empty bands included.
+    filters = np.zeros((20, 12))
+    filters[2:5, 0:3] = 1.0
+    filters[9:14, 8:12] = 2.0  # columns 3..7 touch no row: the middle band of 3 has nothing in it
+    power = np.random.default_rng(0).random((5, 20)).astype(np.float32)
+    out = np.full((5, 12), np.nan, dtype=np.float32)
+    bands = features._mel_bands(filters, 3)
+    assert [(low, high) for _, _, low, high, _ in bands] == [(2, 5), (0, 0), (9, 14)]
+    for first, last, low, high, band in bands:
+        np.matmul(power[:, low:high], band.astype(np.float32), out=out[:, first:last])
+    np.testing.assert_allclose(out, power @ filters.astype(np.float32), rtol=1e-6)
+
+
 def test_int16_pcm_is_scaled_like_float(speech):
     wave = speech[0]
     pcm = np.round(np.clip(wave, -1, 1 - 2 ** -15) * 32768).astype(np.int16)
