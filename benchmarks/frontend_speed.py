@@ -4,8 +4,8 @@
 
 Both run in this process on the same waveforms, interleaved (A B A B ...) after a
 warm-up, so machine drift hits both alike; the ratio of medians is reported. A third
-column times the float64 FFT of the same frames alone (the extractor's block size and
-FFT call): the floor an exact numpy front end cannot go below on this machine.
+column times the float64 FFT alone for as many frames (random ones, the extractor's
+block size and FFT call): the floor an exact numpy front end cannot go below here.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ MEL_FLOOR = 1.192092955078125e-07
 VARIANCE_EPS = 1e-7
 # Normalisation uses an unbiased variance: an utterance needs 2 fbank frames.
 MIN_SAMPLES = FRAME_LENGTH + HOP_LENGTH
-BLOCK = 128  # frames per block: ~1.5 MB of buffers per thread, inside L2 (64 and 256: within 3%)
+BLOCK = 128  # frames per block: ~1.5 MB of buffers per concurrent call, inside L2 (64 and 256: within 3%)
 MEL_GROUPS = 6  # the mel product in 6 banded pieces: 5.7x fewer multiply-adds, 2.7x faster than one
 
 
@@ -62,7 +62,7 @@ def povey_window(length: int = FRAME_LENGTH) -> np.ndarray:
 class FeatureExtractor:
     """Raw 16 kHz mono audio -> (input_features [B, T, 160] float32, attention_mask [B, T] int64).
 
-    Single-threaded: on the 2-core machine of benchmarks/results/frontend.md, spreading
+    Single-threaded: on the 2-core machine of benchmarks/results/frontend-notes.md, spreading
     blocks over 2 threads was slower (10.5 vs 10.1 ms per 30 s): only the FFT scales, the
     other passes are bound by cache bandwidth and small BLAS calls serialise. One
     extractor may be called from several threads at once; each concurrent call holds its
@@ -169,7 +169,6 @@ class FeatureExtractor:
                 dc = _frame_means(xs, m) * (1.0 - PREEMPHASIS)  # (m,)
                 np.multiply(xs[:-1], -PREEMPHASIS, out=es[1:])
                 es[1:] += xs[1:]
-                es[0] = 0.0  # only ever met by the window's 0; set so stale memory cannot be NaN
                 y = padded[:m]
                 np.copyto(y[:, :FRAME_LENGTH], frames[:m])
                 if rank1 is None:  # no scipy: the same subtraction in the time domain, slower
@@ -189,13 +188,20 @@ class FeatureExtractor:
                 np.maximum(mm, MEL_FLOOR, out=mm)
                 np.log(mm, out=out[lo:lo + m])
 
+    def __getstate__(self) -> dict:
+        # `frames` is a strided view of `e`; pickle and deepcopy would turn it into a separate,
+        # stale array. Copies start without buffers.
+        return {**self.__dict__, "_spare": []}
+
     def _new_buffers(self) -> tuple:
         """One set of block buffers (~1.5 MB), kept between calls rather than allocated per call."""
         longest = (BLOCK - 1) * HOP_LENGTH + FRAME_LENGTH
-        x, e = np.empty(longest), np.zeros(longest)
+        x, e = np.empty(longest), np.zeros(longest)  # e[0] is never written: 0, met only by the window's 0
         frames = np.lib.stride_tricks.as_strided(e, (BLOCK, FRAME_LENGTH), (HOP_LENGTH * e.itemsize, e.itemsize),
                                                  writeable=False)
-        return (x, e, frames, np.zeros((BLOCK, FFT_LENGTH)),  # the zero padding 400 -> 512 is never written
+        # The FFT buffer's zero padding (columns 400..511) is only ever multiplied by the padded
+        # window's zeros, so it stays 0 whatever a call's samples were (NaN included).
+        return (x, e, frames, np.zeros((BLOCK, FFT_LENGTH)),
                 np.empty((BLOCK, FFT_LENGTH // 2 + 1), dtype=np.complex128),
                 np.empty((BLOCK, 2 * (FFT_LENGTH // 2 + 1)), dtype=np.float32),
                 np.empty((BLOCK, self.num_mel_bins), dtype=np.float32))
