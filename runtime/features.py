@@ -89,11 +89,10 @@ class FeatureExtractor:
                         self.num_mel_bins, FFT_LENGTH, self.sampling_rate, empty.tolist())
         self._filters = np.repeat(filters, 2, axis=0).astype(np.float32)  # (514, M): once for re, once for im
         self._bands = _mel_bands(self._filters, MEL_GROUPS)
-        self._window = povey_window()
         # Kaldi pre-emphasises each frame on its own (first sample against itself), but the
         # povey window is 0 there, so pre-emphasising the whole signal once gives the same frames
         # (tests/runtime/test_features.py checks the window's first value).
-        self._padded_window = np.concatenate([self._window, np.zeros(FFT_LENGTH - FRAME_LENGTH)])
+        self._padded_window = np.concatenate([povey_window(), np.zeros(FFT_LENGTH - FRAME_LENGTH)])
         # Removing a frame's mean m before pre-emphasis subtracts 0.03 m from every emphasised
         # sample; after the window and the FFT that is 0.03 m times the window's spectrum.
         self._window_spectrum = np.fft.rfft(self._padded_window).view(np.float64)  # (514,) re, im, ...

@@ -21,7 +21,6 @@ from .features import HOP_LENGTH, MIN_SAMPLES, FeatureExtractor
 from .shapes import output_frames
 
 
-
 @dataclass
 class Result:
     """One utterance's result; which fields are set depends on the head."""
