@@ -1,11 +1,11 @@
 """Front-end speed: runtime.FeatureExtractor vs transformers' SeamlessM4TFeatureExtractor.
 
-    python -m benchmarks.frontend_speed [--seconds 30] [--repeats 21]
+    python -m benchmarks.frontend_speed [--seconds 1 10 30] [--repeats 21]
 
-Both run in this process on the same waveforms, interleaved (A B A B ...) after a
-warm-up, so machine drift hits both alike; the ratio of medians is reported. A third
-column times the float64 FFT alone for as many frames (random ones, the extractor's
-block size and FFT call): the floor an exact numpy front end cannot go below here.
+All run in this process on the same waveform, interleaved (A B C A B C ...) after a
+warm-up, so machine drift hits them alike; ratios are of medians. Ours runs twice: with
+the numba kernel (the default when numba is installed) and with the numpy path
+(`use_numba=False`). Stage times and what was tried: benchmarks/results/frontend-notes.md.
 """
 
 from __future__ import annotations
@@ -31,50 +31,55 @@ def main(argv=None) -> None:
     from exporter.artifact import tool_versions
     from exporter.checkpoint import BUNDLED
     from runtime.audio import load_audio
-    from runtime.features import BLOCK, FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, FeatureExtractor, _rfft
+    from runtime.features import FeatureExtractor
 
-    ours, theirs = FeatureExtractor(), transformers.SeamlessM4TFeatureExtractor()
+    runners = {"numba": FeatureExtractor(), "numpy": FeatureExtractor(use_numba=False)}
+    if not runners["numba"].compiled:
+        print("numba is not installed: only the numpy path is timed", flush=True)
+        del runners["numba"]
+    theirs = transformers.SeamlessM4TFeatureExtractor()
     speech = np.concatenate([load_audio(p) for p in sorted((BUNDLED / "samples").glob("*.wav"))])
     rows = []
     for seconds in args.seconds:
         n = int(seconds * 16000)
         wave = np.resize(speech, n).astype(np.float32)  # real speech, repeated to length
-        a = ours(wave)[0]
-        b = theirs(wave, sampling_rate=16000, return_tensors="np")["input_features"]
-        err = float(np.abs(a - b).max())
-        frames = np.random.default_rng(0).standard_normal((BLOCK, FFT_LENGTH))
-        spectrum = np.empty((BLOCK, FFT_LENGTH // 2 + 1), dtype=np.complex128)
-        count = 1 + (n - FRAME_LENGTH) // HOP_LENGTH
-
-        def fft_only():
-            for lo in range(0, count, BLOCK):
-                m = min(BLOCK, count - lo)
-                _rfft(frames[:m], spectrum[:m])
-
-        times = {"ours": [], "transformers": [], "fft": []}
-        for _ in range(args.repeats):
-            for name, fn in (("ours", lambda: ours(wave)),
-                             ("transformers", lambda: theirs(wave, sampling_rate=16000)), ("fft", fft_only)):
+        expected = theirs(wave, sampling_rate=16000, return_tensors="np")["input_features"]
+        err = {name: float(np.abs(fe(wave)[0] - expected).max()) for name, fe in runners.items()}
+        jobs = {name: (lambda fe=fe: fe(wave)) for name, fe in runners.items()}
+        jobs["transformers"] = lambda: theirs(wave, sampling_rate=16000)
+        times = {name: [] for name in jobs}
+        for _ in range(args.repeats + 1):  # the first round is the warm-up (numba compiles or loads its cache)
+            for name, fn in jobs.items():
                 t = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t)
-        med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-        low = {k: float(np.min(v)) * 1e3 for k, v in times.items()}
-        rows.append((seconds, med, low, med["transformers"] / med["ours"], err))
-        print(f"{seconds:5.1f} s: ours {med['ours']:.2f} ms, transformers {med['transformers']:.2f} ms, "
-              f"{med['transformers'] / med['ours']:.1f}x, max abs diff {err:.1e}", flush=True)
+        med = {k: float(np.median(v[1:])) * 1e3 for k, v in times.items()}
+        low = {k: float(np.min(v[1:])) * 1e3 for k, v in times.items()}
+        rows.append((seconds, med, low, err))
+        print(f"{seconds:5.1f} s: " + ", ".join(f"{name} {med[name]:.2f} ms ({med['transformers'] / med[name]:.1f}x)"
+                                               for name in runners) +
+              f", transformers {med['transformers']:.2f} ms, max abs diff " +
+              ", ".join(f"{e:.1e}" for e in err.values()), flush=True)
+    names = list(runners)
+    head = [f"ours, {name} median (min)" for name in names] + ["transformers median (min)"]
+    head += [f"speed-up, {name}" for name in names] + ["max abs diff (" + " / ".join(names) + ")"]
     lines = ["# Front-end speed: `runtime.FeatureExtractor` vs transformers `SeamlessM4TFeatureExtractor`", "",
              f"Command: `python -m benchmarks.frontend_speed --repeats {args.repeats}`; one utterance of real "
-             "(synthetic) speech, interleaved runs after a warm-up, single process.", "",
-             "| audio | ours median (min) | transformers median (min) | speed-up (medians) | max abs diff "
-             "| float64 FFT alone (share of transformers) |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    for seconds, med, low, ratio, err in rows:
-        lines.append(f"| {seconds:g} s | {med['ours']:.2f} ms ({low['ours']:.2f}) | "
-                     f"{med['transformers']:.2f} ms ({low['transformers']:.2f}) | {ratio:.1f}x | {err:.1e} "
-                     f"| {med['fft']:.2f} ms ({med['fft'] / med['transformers']:.1%}) |")
+             "(synthetic) speech, interleaved runs after a warm-up, single process, one thread each. "
+             "`numba`: the default when numba is installed (runtime/fbank_numba.py); `numpy`: "
+             "`FeatureExtractor(use_numba=False)`, the path without numba.", "",
+             "| audio | " + " | ".join(head) + " |", "|---:" * (len(head) + 1) + "|"]
+    for seconds, med, low, err in rows:
+        cells = [f"{med[k]:.2f} ms ({low[k]:.2f})" for k in names + ["transformers"]]
+        cells += [f"{med['transformers'] / med[k]:.1f}x" for k in names]
+        cells.append(" / ".join(f"{err[k]:.1e}" for k in names))
+        lines.append(f"| {seconds:g} s | " + " | ".join(cells) + " |")
+    versions = {"numpy": np.__version__}
+    if "numba" in runners:
+        import numba
+        versions["numba"] = numba.__version__
     lines += ["", f"Machine: {cpu_name()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
-              f"numpy {np.__version__}; " + ", ".join(f"{k} {v}" for k, v in tool_versions().items()), ""]
+              + ", ".join(f"{k} {v}" for k, v in {**versions, **tool_versions()}.items()), ""]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import DependencyError, InputError
 
 log = logging.getLogger("w2vbert")
 
@@ -70,7 +70,8 @@ class FeatureExtractor:
     """
 
     def __init__(self, sampling_rate: int = 16000, num_mel_bins: int = 80, stride: int = 2,
-                 padding_value: float = 0.0, do_normalize_per_mel_bins: bool = True, **_ignored):
+                 padding_value: float = 0.0, do_normalize_per_mel_bins: bool = True,
+                 use_numba: bool | None = None, **_ignored):
         self.sampling_rate = int(sampling_rate)
         self.num_mel_bins = int(num_mel_bins)
         self.stride = int(stride)
@@ -97,6 +98,7 @@ class FeatureExtractor:
         # sample; after the window and the FFT that is 0.03 m times the window's spectrum.
         self._window_spectrum = np.fft.rfft(self._padded_window).view(np.float64)  # (514,) re, im, ...
         self._spare: list[tuple] = []  # block buffer sets not in use (one per concurrent call at most)
+        self._compiled = _compiled_fbank(use_numba, filters, self._padded_window[:FRAME_LENGTH])
 
     @classmethod
     def from_params(cls, params: dict) -> "FeatureExtractor":
@@ -132,7 +134,18 @@ class FeatureExtractor:
             # (frames, 80) values instead of one over every sample.
             if not np.isfinite(f).all():
                 raise InputError(f"audio {i} holds NaN/Inf samples or values too large to analyse")
-        return [_normalize(f) for f in feats] if self.normalize else feats
+        if not self.normalize:
+            return feats
+        if self._compiled is None:
+            return [_normalize(f) for f in feats]
+        for f in feats:
+            self._compiled.normalize(f)
+        return feats
+
+    @property
+    def compiled(self) -> bool:
+        """True when the numba kernels (runtime/fbank_numba.py) do the work, False for the numpy path."""
+        return self._compiled is not None
 
     def _logmel(self, wave: np.ndarray) -> np.ndarray:
         """(frames, num_mel_bins) float32 log-mel of one waveform in [-1, 1], block by block.
@@ -146,6 +159,9 @@ class FeatureExtractor:
         over the frames (0.72 vs 1.44 ms per 30 s, measured in place).
         """
         out = np.empty((1 + (len(wave) - FRAME_LENGTH) // HOP_LENGTH, self.num_mel_bins), dtype=np.float32)
+        if self._compiled is not None:
+            self._compiled.logmel(wave, out)
+            return out
         try:
             buffers = self._spare.pop()  # list.pop / append are atomic: callers never share a set
         except IndexError:
@@ -173,7 +189,7 @@ class FeatureExtractor:
                 if rank1 is None:  # no scipy: the same subtraction in the time domain, slower
                     y[:, :FRAME_LENGTH] -= dc[:, None]
                 y *= self._padded_window
-                parts = _rfft(y, spectrum[:m]).view(np.float64)  # (m, 514): re, im, re, im, ...
+                parts = _fft(y, spectrum[:m]).view(np.float64)  # (m, 514): re, im, re, im, ...
                 if rank1 is not None:
                     rank1(parts.T, self._window_spectrum, dc)
                 # Power and mel in float32 from here: squares and sums of positive terms keep
@@ -256,6 +272,24 @@ def _as_list(audio) -> list:
     raise InputError(f"audio must be a numpy array or a list of arrays, got {type(audio).__name__}")
 
 
+def _compiled_fbank(use_numba: bool | None, filters: np.ndarray, window: np.ndarray):
+    """The numba front end, or None for the numpy one: None = numba when installed, True = required."""
+    if use_numba is False:
+        return None
+    try:
+        from .fbank_numba import CompiledFbank
+    except ImportError as exc:
+        if use_numba:
+            raise DependencyError(f"use_numba=True but numba cannot be imported ({exc}); install the runtime "
+                                  "extra (pip install 'w2vbert-deploy[cpu]') or pass use_numba=False") from exc
+        # Not installed: the numpy front end, as documented. Installed but unusable (e.g. a numba too
+        # old for this numpy) deserves a word: the numpy front end is ~3x slower.
+        missing = isinstance(exc, ModuleNotFoundError) and exc.name in ("numba", "llvmlite")
+        (log.debug if missing else log.warning)("numba front end unavailable (%s): using the numpy one", exc)
+        return None
+    return CompiledFbank(filters, window)
+
+
 def _frame_means(samples: np.ndarray, count: int) -> np.ndarray:
     """(count,) float64 means of each 400-sample frame (hop 160) of `samples` (float64).
 
@@ -276,11 +310,12 @@ def _frame_means(samples: np.ndarray, count: int) -> np.ndarray:
 _NUMPY_FFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 
-def _rfft(frames: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Real FFT of every row into `out` (numpy >= 2 writes in place; older numpy allocates)."""
+def _fft(frames: np.ndarray, out: np.ndarray, real: bool = True) -> np.ndarray:
+    """FFT (real or complex) of every row into `out` (numpy >= 2 writes in place; older numpy allocates)."""
+    transform = np.fft.rfft if real else np.fft.fft
     if _NUMPY_FFT_OUT:
-        return np.fft.rfft(frames, axis=1, out=out)
-    out[...] = np.fft.rfft(frames, axis=1)
+        return transform(frames, axis=1, out=out)
+    out[...] = transform(frames, axis=1)
     return out
 
 

@@ -27,6 +27,20 @@ def speech():
     return [load_audio(p) for p in SAMPLES]
 
 
+@pytest.fixture(params=["numba", "numpy"])
+def make(request):
+    """FeatureExtractor factory for each front end: the numba kernels (default when numba is installed), numpy."""
+    if request.param == "numba":
+        pytest.importorskip("numba", reason="numba is not installed: only the numpy front end can be tested")
+    use_numba = request.param == "numba"
+
+    def build(**kwargs):
+        extractor = FeatureExtractor(use_numba=use_numba, **kwargs)
+        assert extractor.compiled == use_numba
+        return extractor
+    return build
+
+
 def _compare(ours, theirs):
     features, mask = ours
     assert features.shape == theirs["input_features"].shape
@@ -35,29 +49,38 @@ def _compare(ours, theirs):
     assert err <= 1e-3, f"max abs error {err:.2e} on normalised features"
 
 
-def test_unbatched_speech_matches_transformers(hf, speech):
+def test_unbatched_speech_matches_transformers(hf, speech, make):
     for wave in speech:
-        _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+        _compare(make()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
 
 
-def test_batched_speech_of_different_lengths_matches_transformers(hf, speech):
-    _compare(FeatureExtractor()(speech), hf(speech, sampling_rate=16000, padding=True, return_tensors="np"))
+def test_batched_speech_of_different_lengths_matches_transformers(hf, speech, make):
+    _compare(make()(speech), hf(speech, sampling_rate=16000, padding=True, return_tensors="np"))
 
 
 @pytest.mark.parametrize("gain,offset", [(1e-3, 0.0), (0.05, 0.3), (1.0, -0.2), (3e-5, 0.0)],
                          ids=["quiet", "dc-offset", "loud-offset", "near-silent"])
-def test_hard_signals_match_transformers(hf, speech, gain, offset):
+def test_hard_signals_match_transformers(hf, speech, make, gain, offset):
     # Quiet frames and DC offsets are where reduced precision in framing / FFT shows first.
     wave = (np.concatenate(speech) * gain + offset).astype(np.float32)
-    _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+    _compare(make()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+
+
+def test_digital_silence_next_to_loud_speech_matches_transformers(hf, speech, make):
+    # The numba front end transforms two frames in one complex FFT; a silent frame paired with a loud
+    # one must still come out at the mel floor, not at the loud frame's rounding noise.
+    loud = np.clip(np.concatenate(speech[:2]) * 8.0, -1.0, 1.0)
+    silence = np.zeros(16000 + 123, np.float32)
+    wave = np.concatenate([silence, loud, silence, loud[:8000], silence]).astype(np.float32)
+    _compare(make()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
 
 
 @pytest.mark.parametrize("samples", [MIN_SAMPLES, MIN_SAMPLES + 159, 16000 * 3 + 77, 16000 * 30,
                                      (BLOCK - 1) * HOP_LENGTH + FRAME_LENGTH, BLOCK * HOP_LENGTH + FRAME_LENGTH],
                          ids=["shortest", "shortest+159", "3s", "30s", "one-block", "one-block+1"])
-def test_lengths_and_odd_frame_counts(hf, samples):
+def test_lengths_and_odd_frame_counts(hf, make, samples):
     wave = (np.random.default_rng(samples).standard_normal(samples) * 0.05).astype(np.float32)
-    _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+    _compare(make()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
 
 
 def test_numpy_only_path_matches_transformers(hf, speech, monkeypatch):
@@ -65,14 +88,14 @@ def test_numpy_only_path_matches_transformers(hf, speech, monkeypatch):
     # rank-1 update of the spectrum; a DC offset is where the two would part.
     monkeypatch.setattr(features, "_blas_rank1", lambda: None)
     wave = (np.concatenate(speech) * 0.05 + 0.3).astype(np.float32)
-    _compare(FeatureExtractor()(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
+    _compare(FeatureExtractor(use_numba=False)(wave), hf(wave, sampling_rate=16000, return_tensors="np"))
 
 
-def test_rejected_audio_leaves_the_extractor_usable(speech):
+def test_rejected_audio_leaves_the_extractor_usable(speech, make):
     # Block buffers are reused between calls: NaN from a refused waveform must not leak into the next
     # (it would through the FFT buffer's zero padding if a pass ever wrote it with frame values).
-    extractor, wave = FeatureExtractor(), speech[0]
-    expected = FeatureExtractor()(wave)[0]
+    extractor, wave = make(), speech[0]
+    expected = make()(wave)[0]
     bad = wave.copy()
     bad[::7] = np.nan
     with pytest.raises(InputError, match="NaN/Inf"):
@@ -81,28 +104,29 @@ def test_rejected_audio_leaves_the_extractor_usable(speech):
 
 
 @pytest.mark.parametrize("how", ["pickle", "deepcopy"])
-def test_copied_extractor_after_use_matches_a_fresh_one(speech, how):
+def test_copied_extractor_after_use_matches_a_fresh_one(speech, make, how):
     import copy
     import pickle
 
-    extractor = FeatureExtractor()
-    extractor(speech[0])  # fills the reused block buffers
+    extractor = make()
+    extractor(speech[0])  # fills the reused block buffers (numpy front end)
     clone = pickle.loads(pickle.dumps(extractor)) if how == "pickle" else copy.deepcopy(extractor)
+    assert clone.compiled == extractor.compiled
     for wave in speech[:2]:
-        np.testing.assert_array_equal(clone(wave)[0], FeatureExtractor()(wave)[0])
+        np.testing.assert_array_equal(clone(wave)[0], make()(wave)[0])
 
 
 def test_numpy_1_fft_path_matches(speech, monkeypatch):
     # numpy < 2 has no rfft(out=): the spectrum is copied into the block buffer instead.
-    expected = FeatureExtractor()(speech)[0]
+    expected = FeatureExtractor(use_numba=False)(speech)[0]
     monkeypatch.setattr(features, "_NUMPY_FFT_OUT", False)
-    np.testing.assert_array_equal(FeatureExtractor()(speech)[0], expected)
+    np.testing.assert_array_equal(FeatureExtractor(use_numba=False)(speech)[0], expected)
 
 
-def test_one_extractor_shared_by_threads(speech):
+def test_one_extractor_shared_by_threads(speech, make):
     from concurrent.futures import ThreadPoolExecutor
 
-    extractor = FeatureExtractor()
+    extractor = make()
     expected = [extractor(w)[0] for w in speech]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda i: extractor(speech[i % len(speech)])[0], range(4 * len(speech))))
@@ -110,14 +134,14 @@ def test_one_extractor_shared_by_threads(speech):
         np.testing.assert_array_equal(got, expected[i % len(speech)])
 
 
-def test_more_mel_bins_than_the_fft_resolves(speech, caplog):
+def test_more_mel_bins_than_the_fft_resolves(speech, make, caplog):
     # 128 kaldi triangles at 512 points: one misses every FFT bin. transformers warns and turns
     # that constant bin into float32 rounding noise (-0.0030 after normalisation); ours is 0.
     transformers = pytest.importorskip("transformers")
     with pytest.warns(UserWarning, match="mel filter has all zero values"):
         theirs = transformers.SeamlessM4TFeatureExtractor(num_mel_bins=128, feature_size=128)
     with caplog.at_level("WARNING", logger="w2vbert"):
-        extractor = FeatureExtractor(num_mel_bins=128)
+        extractor = make(num_mel_bins=128)
     assert "1 of 128 mel filters cover no FFT bin" in caplog.text
     empty = [int(b) for b in caplog.text.split("mel bins [")[1].split("]")[0].split(",")]
     (features, mask), expected = extractor(speech), theirs(speech, sampling_rate=16000, padding=True,
@@ -168,9 +192,9 @@ def test_reads_preprocessor_config(tmp_path):
     ([], "empty list"),
     ("x", "numpy array"),
 ])
-def test_bad_audio_is_named(audio, needle):
+def test_bad_audio_is_named(make, audio, needle):
     with pytest.raises(InputError, match=needle):
-        FeatureExtractor()(audio)
+        make()(audio)
 
 
 def test_wrong_sampling_rate_is_refused():
