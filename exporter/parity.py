@@ -19,7 +19,7 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "reference": {"*": 1e-5},
     # exported fp32 ONNX run by onnxruntime vs our PyTorch reference
     "fp32": {"*": 1e-4},
-    # raw-audio variant (graph front end + model) vs numpy FeatureExtractor + PyTorch reference:
+    # raw-audio variant (graph front end + model) vs runtime FeatureExtractor + PyTorch reference:
     # the front ends agree to ~4e-4 on normalised features (float32 FFT vs DFT matmul).
     "fp32-frontend": {"*": 1e-3, "output_lengths": 0.0},
     # Reduced precisions vs the fp32 variant, as a fraction of the output's largest magnitude

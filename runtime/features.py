@@ -1,9 +1,11 @@
-"""Kaldi-style fbank front end in vectorised numpy, equal to SeamlessM4TFeatureExtractor.
+"""Kaldi-style fbank front end, equal to SeamlessM4TFeatureExtractor: numba kernel or vectorised numpy.
 
 transformers frames each utterance in a Python loop (one FFT per 10 ms frame).
-Here frames go through numpy in cache-sized blocks (one strided view, one FFT
-call and a few small matrix products per block), and per-utterance statistics
-are taken at the end. Steps and constants are those of transformers:
+With numba installed (the runtime extras bring it) one compiled kernel does the
+work 8 frames at a time (runtime/fbank_numba.py, ~3x faster than numpy here).
+Otherwise frames go through numpy in cache-sized blocks (one strided view, one FFT
+call and a few small matrix products per block). Per-utterance statistics are
+taken at the end. Steps and constants are those of transformers:
 
     x * 2**15 (16-bit scale) -> 25 ms frames every 10 ms (no centering) ->
     remove DC per frame -> pre-emphasis 0.97 -> povey window -> 512-point FFT ->
@@ -62,11 +64,15 @@ def povey_window(length: int = FRAME_LENGTH) -> np.ndarray:
 class FeatureExtractor:
     """Raw 16 kHz mono audio -> (input_features [B, T, 160] float32, attention_mask [B, T] int64).
 
-    Single-threaded: on the 2-core machine of benchmarks/results/frontend-notes.md, spreading
-    blocks over 2 threads was slower (10.5 vs 10.1 ms per 30 s): only the FFT scales, the
-    other passes are bound by cache bandwidth and small BLAS calls serialise. One
-    extractor may be called from several threads at once; each concurrent call holds its
-    own ~1.5 MB of block buffers, kept for reuse.
+    use_numba: None (default) runs the numba kernel when numba imports and numpy otherwise;
+    True requires numba (DependencyError without it); False always runs numpy. The kernel
+    compiles on first use (~5 s) into numba's on-disk cache; later processes load it (~0.3 s).
+
+    Single-threaded per call: with numpy on the 2-core machine of
+    benchmarks/results/frontend-notes.md, spreading blocks over 2 threads was slower (10.5 vs
+    10.1 ms per 30 s). One extractor may be called from several threads at once (the numba
+    kernel releases the GIL); each concurrent numpy call holds its own ~1.5 MB of block
+    buffers, kept for reuse.
     """
 
     def __init__(self, sampling_rate: int = 16000, num_mel_bins: int = 80, stride: int = 2,

@@ -66,3 +66,14 @@ def test_kernels_compile_without_a_cache_location(monkeypatch):
         return 2.0 * x
 
     assert twice(1.5) == 3.0
+
+
+def test_read_only_and_unaligned_samples_give_the_same_features():
+    wave = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1
+    expected = FeatureExtractor(use_numba=True)(wave)[0]
+    read_only = wave.copy()
+    read_only.flags.writeable = False
+    unaligned = np.frombuffer(b"\0" + wave.tobytes(), dtype=np.float32, offset=1)
+    assert not unaligned.flags.aligned
+    for variant in (read_only, unaligned):
+        np.testing.assert_array_equal(FeatureExtractor(use_numba=True)(variant)[0], expected)
