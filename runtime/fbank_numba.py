@@ -1,9 +1,10 @@
 """The fbank front end as one numba kernel: framing, float64 FFT, power, mel, 8 frames at a time.
 
-Same steps and float64 arithmetic as the numpy path of features.py, which on a 2-core
-Xeon spends 3.4 ms of a 9.8 ms call (30 s of audio) in numpy's FFT and the rest in ten
-passes bound by cache bandwidth (benchmarks/results/frontend-notes.md). Here a group of
-8 frames stays in L1 from the samples to its 80 mel energies:
+Same steps as the numpy path of features.py, with the same float64 framing and FFT (power
+and mel sums are float64 here, float32 there). That path spends 3.4 ms of a 9.8 ms call
+(30 s of audio, 2-core Xeon) in numpy's FFT and the rest in ten passes bound by cache
+bandwidth (benchmarks/results/frontend-notes.md). Here a group of 8 frames goes from
+samples to mel energies in ~50 KB of buffers (workspace 32 KB, power 16 KB), in L1/L2:
 
 * Two real frames share one complex FFT (one in the real part, one in the imaginary
   part); their spectra separate exactly by symmetry, A_k = (Z_k + conj Z_(N-k)) / 2 and
@@ -21,19 +22,32 @@ are compile-time constants and real and imaginary planes share one array, so tha
 sees constant distances between loads and stores and needs no aliasing checks ("too many
 memory checks" left the loop scalar otherwise); the lane count reaches the loops as a
 run-time argument, because a constant trip count got them fully unrolled and left scalar.
-fastmath is limited to reassociation and contraction (vectorised sums, FMA): NaN and Inf
-keep propagating to the output check of FeatureExtractor.fbank.
+fastmath is limited to reassociation, contraction (vectorised sums, FMA) and ignoring the
+sign of zero: NaN and Inf keep propagating to the output check of FeatureExtractor.fbank.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numba
 import numpy as np
 
+from . import features
 from .features import FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, PREEMPHASIS, VARIANCE_EPS
 
-if FFT_LENGTH != 512:  # the FFT below is written for 8^3 points
-    raise ImportError(f"runtime.fbank_numba computes 512-point FFTs; FFT_LENGTH is {FFT_LENGTH}")
+# numba's on-disk cache is keyed on this file alone, yet the kernels compile in these constants
+# of features.py: pinned here, a change there fails this import (features.py then warns and
+# runs numpy) until it is made here too, which also invalidates the cache. The FFT is 8^3 points.
+_COMPILED_IN = {"FRAME_LENGTH": 400, "HOP_LENGTH": 160, "FFT_LENGTH": 512, "PREEMPHASIS": 0.97,
+                "VARIANCE_EPS": 1e-7}
+_changed = {k: getattr(features, k) for k, v in _COMPILED_IN.items() if getattr(features, k) != v}
+if _changed:
+    raise ImportError(f"runtime.fbank_numba was written for {_COMPILED_IN}; features.py now has {_changed}")
+if numba.config.DISABLE_JIT:  # the kernel would run as Python, ~100x slower than numpy
+    raise ImportError("NUMBA_DISABLE_JIT is set")
+
+log = logging.getLogger("w2vbert")
 
 LANES = 4  # complex transforms per group, 2 frames each
 GROUP = 2 * LANES  # frames per group: lane l holds frame l (real part) and frame LANES + l (imaginary part)
@@ -48,14 +62,15 @@ def _jit(**options):
     def wrap(function):
         try:
             return numba.njit(cache=True, **_FLAGS, **options)(function)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            log.debug("front-end kernel %s compiles in every process: %s", function.__name__, exc)
             return numba.njit(**_FLAGS, **options)(function)
     return wrap
 
 
 @_jit(inline="always")
-def _butterfly8(ws, row, step, cos, sin, lanes):
-    """Radix-8 DIF butterfly in place on rows row + m*step (m = 0..7), then twiddles cos[m] + i sin[m]."""
+def _butterfly8(ws, row, step, cos, sin, lanes, twiddled):
+    """Radix-8 DIF butterfly in place on rows row + m*step (m = 0..7), then twiddles cos[m] + i sin[m] if twiddled."""
     u = np.uint64
     first, stride, im = u(row * LANES), u(step * LANES), u(PLANE)
     for f in range(u(lanes)):
@@ -88,6 +103,12 @@ def _butterfly8(ws, row, step, cos, sin, lanes):
         y3r, y3i, y7r, y7i = e3r + q3r, e3i + q3i, e3r - q3r, e3i - q3i
         y4r, y4i = e0r - o0r, e0i - o0i
         ws[i0], ws[i0 + im] = e0r + o0r, e0i + o0i
+        if not twiddled:  # the last stage (a constant after inlining: no branch remains)
+            ws[i1], ws[i1 + im], ws[i2], ws[i2 + im] = y1r, y1i, y2r, y2i
+            ws[i3], ws[i3 + im], ws[i4], ws[i4 + im] = y3r, y3i, y4r, y4i
+            ws[i5], ws[i5 + im], ws[i6], ws[i6 + im] = y5r, y5i, y6r, y6i
+            ws[i7], ws[i7 + im] = y7r, y7i
+            continue
         ws[i1], ws[i1 + im] = y1r * cos[1] - y1i * sin[1], y1r * sin[1] + y1i * cos[1]
         ws[i2], ws[i2 + im] = y2r * cos[2] - y2i * sin[2], y2r * sin[2] + y2i * cos[2]
         ws[i3], ws[i3 + im] = y3r * cos[3] - y3i * sin[3], y3r * sin[3] + y3i * cos[3]
@@ -98,15 +119,16 @@ def _butterfly8(ws, row, step, cos, sin, lanes):
 
 
 @_jit(inline="always")
-def fft512(ws, cos1, sin1, cos2, sin2, cos3, sin3, lanes):
-    """In-place 512-point FFT of LANES interleaved transforms; bin k lands in row digit_reversal()[k]."""
+def fft512(ws, cos1, sin1, cos2, sin2, lanes):
+    """In-place 512-point FFT of the LANES transforms in ws (re plane, im plane; row n holds sample n of
+    each transform); bin k lands in row digit_reversal()[k]. `lanes` must be LANES (see module notes)."""
     for j in range(64):
-        _butterfly8(ws, j, 64, cos1[j], sin1[j], lanes)
+        _butterfly8(ws, j, 64, cos1[j], sin1[j], lanes, True)
     for block in range(0, 512, 64):
         for j in range(8):
-            _butterfly8(ws, block + j, 8, cos2[j], sin2[j], lanes)
+            _butterfly8(ws, block + j, 8, cos2[j], sin2[j], lanes, True)
     for block in range(0, 512, 8):
-        _butterfly8(ws, block, 1, cos3[0], sin3[0], lanes)
+        _butterfly8(ws, block, 1, cos2[0], sin2[0], lanes, False)
 
 
 @_jit(inline="always")
@@ -210,13 +232,13 @@ def _mel(power, starts, ends, weights, out, first, count):
 
 
 @_jit()
-def mel_energies(wave, count, window, cos1, sin1, cos2, sin2, cos3, sin3, rows, starts, ends, weights, out, lanes):
+def mel_energies(wave, count, window, cos1, sin1, cos2, sin2, rows, starts, ends, weights, out, lanes):
     """Mel energies of frames 0..count-1 of `wave` (float32) -> out (count, mel bins) float32."""
     ws = np.zeros(2 * PLANE)
     power = np.zeros(GROUP * (FFT_LENGTH // 2 + 1))
     for first in range(0, count, GROUP):
         _load_group(wave, first, count, window, ws)
-        fft512(ws, cos1, sin1, cos2, sin2, cos3, sin3, lanes)
+        fft512(ws, cos1, sin1, cos2, sin2, lanes)
         _power(ws, power, rows)
         _mel(power, starts, ends, weights, out, first, count)
 
@@ -248,10 +270,10 @@ def normalize_in_place(x):
 
 
 def twiddles() -> list[np.ndarray]:
-    """cos/sin tables of the three radix-8 stages: W512^(j m) for j < 64, W64^(j m) for j < 8, 1."""
+    """cos/sin of the first two radix-8 stages: W512^(j m) for j < 64, W64^(j m) for j < 8 (the last has none)."""
     m = np.arange(8)
     tables = [np.exp(-2j * np.pi * np.outer(np.arange(64), m) / 512),
-              np.exp(-2j * np.pi * np.outer(np.arange(8), m) / 64), np.ones((1, 8), dtype=np.complex128)]
+              np.exp(-2j * np.pi * np.outer(np.arange(8), m) / 64)]
     return [np.ascontiguousarray(part) for t in tables for part in (t.real, t.imag)]
 
 
@@ -275,12 +297,19 @@ class CompiledFbank:
         self.window = np.ascontiguousarray(window, dtype=np.float64)
         self.twiddles = twiddles()
         self.rows = digit_reversal()
+        # Compile (or load from numba's cache) now: a failure here lets FeatureExtractor fall back to
+        # numpy, where on a first call it could not.
+        warm = np.zeros((2, filters.shape[1]), dtype=np.float32)
+        self.logmel(np.zeros(FRAME_LENGTH + HOP_LENGTH, dtype=np.float32), warm)
+        self.normalize(warm)
 
     def logmel(self, wave: np.ndarray, out: np.ndarray) -> None:
-        """wave: C-contiguous float32; out: (frames, mel bins) float32, filled with floored log-mel."""
-        if not (wave.flags.writeable and wave.flags.aligned):
-            # numba compiles (~5 s) and caches a separate kernel per array flavour; a copy is 0.1 ms per 30 s.
-            wave = wave.copy()
+        """wave: 1-D samples; out: (frames, mel bins) float32 C-contiguous, filled with floored log-mel."""
+        # numba compiles (~5 s) and caches one kernel per array flavour (dtype, byte order, read-only,
+        # alignment): anything but the one the warm-up compiled is copied (0.1 ms per 30 s).
+        wave = np.require(wave, np.float32, ["C_CONTIGUOUS", "ALIGNED", "WRITEABLE"])
+        if wave.ndim != 1 or len(out) != 1 + (len(wave) - FRAME_LENGTH) // HOP_LENGTH:
+            raise ValueError(f"{len(out)} output frames for samples of shape {wave.shape}")
         mel_energies(wave, len(out), self.window, *self.twiddles, self.rows, self.starts, self.ends, self.weights,
                      out, LANES)
         with np.errstate(invalid="ignore"):  # NaN samples: reported by FeatureExtractor.fbank

@@ -104,6 +104,7 @@ class FeatureExtractor:
         # sample; after the window and the FFT that is 0.03 m times the window's spectrum.
         self._window_spectrum = np.fft.rfft(self._padded_window).view(np.float64)  # (514,) re, im, ...
         self._spare: list[tuple] = []  # block buffer sets not in use (one per concurrent call at most)
+        self._use_numba = use_numba
         self._compiled = _compiled_fbank(use_numba, filters, self._padded_window[:FRAME_LENGTH])
 
     @classmethod
@@ -195,7 +196,7 @@ class FeatureExtractor:
                 if rank1 is None:  # no scipy: the same subtraction in the time domain, slower
                     y[:, :FRAME_LENGTH] -= dc[:, None]
                 y *= self._padded_window
-                parts = _fft(y, spectrum[:m]).view(np.float64)  # (m, 514): re, im, re, im, ...
+                parts = _rfft(y, spectrum[:m]).view(np.float64)  # (m, 514): re, im, re, im, ...
                 if rank1 is not None:
                     rank1(parts.T, self._window_spectrum, dc)
                 # Power and mel in float32 from here: squares and sums of positive terms keep
@@ -211,8 +212,15 @@ class FeatureExtractor:
 
     def __getstate__(self) -> dict:
         # `frames` is a strided view of `e`; pickle and deepcopy would turn it into a separate,
-        # stale array. Copies start without buffers.
-        return {**self.__dict__, "_spare": []}
+        # stale array. Copies start without buffers. The numba front end is chosen again where
+        # the copy is loaded (which may lack numba).
+        return {**self.__dict__, "_spare": [], "_compiled": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._use_numba = state.get("_use_numba")
+        filters = kaldi_mel_filters(self.num_mel_bins, self.sampling_rate) * 2.0 ** 30
+        self._compiled = _compiled_fbank(self._use_numba, filters, self._padded_window[:FRAME_LENGTH])
 
     def _new_buffers(self) -> tuple:
         """One set of block buffers (~1.5 MB), kept between calls rather than allocated per call."""
@@ -279,21 +287,25 @@ def _as_list(audio) -> list:
 
 
 def _compiled_fbank(use_numba: bool | None, filters: np.ndarray, window: np.ndarray):
-    """The numba front end, or None for the numpy one: None = numba when installed, True = required."""
-    if use_numba is False:
+    """The numba front end, or None for the numpy one: None = numba when it works, True = required, False = numpy."""
+    if use_numba is not None and not use_numba:
         return None
     try:
         from .fbank_numba import CompiledFbank
-    except ImportError as exc:
+        return CompiledFbank(filters, window)  # runs the kernel once: compiles it or loads numba's cache
+    except Exception as exc:  # noqa: BLE001 - any failure here means "no numba front end", said below
+        # Besides ImportError: OSError from llvmlite where executable memory is refused, a numba
+        # that cannot compile the kernel, a corrupt cache file.
         if use_numba:
-            raise DependencyError(f"use_numba=True but numba cannot be imported ({exc}); install the runtime "
-                                  "extra (pip install 'w2vbert-deploy[cpu]') or pass use_numba=False") from exc
-        # Not installed: the numpy front end, as documented. Installed but unusable (e.g. a numba too
-        # old for this numpy) deserves a word: the numpy front end is ~3x slower.
+            raise DependencyError(f"use_numba=True but the numba front end is unavailable ({type(exc).__name__}: "
+                                  f"{exc}); install the runtime extra (pip install 'w2vbert-deploy[cpu]') "
+                                  "or pass use_numba=False") from exc
+        # Not installed: the numpy front end, as documented. Installed but unusable deserves a word:
+        # the numpy front end is ~3x slower.
         missing = isinstance(exc, ModuleNotFoundError) and exc.name in ("numba", "llvmlite")
-        (log.debug if missing else log.warning)("numba front end unavailable (%s): using the numpy one", exc)
+        (log.debug if missing else log.warning)("numba front end unavailable (%s: %s): using the numpy one",
+                                                type(exc).__name__, exc)
         return None
-    return CompiledFbank(filters, window)
 
 
 def _frame_means(samples: np.ndarray, count: int) -> np.ndarray:
@@ -316,12 +328,11 @@ def _frame_means(samples: np.ndarray, count: int) -> np.ndarray:
 _NUMPY_FFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 
-def _fft(frames: np.ndarray, out: np.ndarray, real: bool = True) -> np.ndarray:
-    """FFT (real or complex) of every row into `out` (numpy >= 2 writes in place; older numpy allocates)."""
-    transform = np.fft.rfft if real else np.fft.fft
+def _rfft(frames: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Real FFT of every row into `out` (numpy >= 2 writes in place; older numpy allocates)."""
     if _NUMPY_FFT_OUT:
-        return transform(frames, axis=1, out=out)
-    out[...] = transform(frames, axis=1)
+        return np.fft.rfft(frames, axis=1, out=out)
+    out[...] = np.fft.rfft(frames, axis=1)
     return out
 
 

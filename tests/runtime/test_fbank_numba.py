@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 import sys
 
 import numpy as np
 import pytest
 
+from runtime import features
 from runtime.errors import DependencyError
 from runtime.features import FRAME_LENGTH, HOP_LENGTH, FeatureExtractor
 
-fbank_numba = pytest.importorskip("runtime.fbank_numba", reason="numba is not installed")
+pytest.importorskip("numba", reason="numba is not installed")
+from runtime import fbank_numba  # noqa: E402 - after the skip; an import error here must fail, not skip
 
 
 def test_fft512_matches_numpy_on_every_lane():
@@ -42,12 +46,45 @@ def test_group_boundaries_match_the_numpy_front_end(frames):
     assert err <= 1e-5, f"log-mel differs by {err:.2e} at frame {np.unravel_index(np.abs(got - expected).argmax(), got.shape)}"
 
 
-def test_without_numba_the_numpy_front_end_runs(monkeypatch):
+def test_without_numba_the_numpy_front_end_runs(monkeypatch, caplog):
+    numba_extractor = FeatureExtractor()
     monkeypatch.setitem(sys.modules, "numba", None)
     monkeypatch.delitem(sys.modules, "runtime.fbank_numba")
-    assert not FeatureExtractor().compiled
-    with pytest.raises(DependencyError, match="use_numba=True but numba cannot be imported"):
+    with caplog.at_level(logging.DEBUG, logger="w2vbert"):
+        assert not FeatureExtractor().compiled
+    assert "numba front end unavailable (ModuleNotFoundError" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # not installed: nothing to warn about
+    with pytest.raises(DependencyError, match="use_numba=True but the numba front end is unavailable"):
         FeatureExtractor(use_numba=True)
+    # A pickled extractor chooses its front end again where it is loaded.
+    wave = np.random.default_rng(2).standard_normal(8000).astype(np.float32) * 0.1
+    clone = pickle.loads(pickle.dumps(numba_extractor))
+    assert not clone.compiled
+    np.testing.assert_allclose(clone(wave)[0], numba_extractor(wave)[0], atol=1e-5)
+
+
+def test_a_numba_that_fails_falls_back_with_a_warning(monkeypatch, caplog):
+    # e.g. llvmlite refused executable memory (OSError), a numba that cannot compile the kernel, a corrupt cache.
+    def broken(*_args):
+        raise OSError(13, "Permission denied: cannot map executable memory")
+
+    monkeypatch.setattr(fbank_numba, "CompiledFbank", broken)
+    with caplog.at_level(logging.WARNING, logger="w2vbert"):
+        extractor = FeatureExtractor()
+    assert not extractor.compiled
+    assert "numba front end unavailable (PermissionError: [Errno 13] Permission denied" in caplog.text
+    with pytest.raises(DependencyError, match="PermissionError"):
+        FeatureExtractor(use_numba=True)
+    assert FeatureExtractor(use_numba=0)._compiled is None  # any false value means numpy
+
+
+def test_constants_changed_in_features_disable_the_kernel(monkeypatch, caplog):
+    # numba's cache would keep the old value compiled in; the import refuses instead.
+    monkeypatch.setattr(features, "PREEMPHASIS", 0.95)
+    monkeypatch.delitem(sys.modules, "runtime.fbank_numba")
+    with caplog.at_level(logging.WARNING, logger="w2vbert"):
+        assert not FeatureExtractor().compiled
+    assert "'PREEMPHASIS': 0.95" in caplog.text
 
 
 def test_kernels_compile_without_a_cache_location(monkeypatch):
@@ -68,12 +105,16 @@ def test_kernels_compile_without_a_cache_location(monkeypatch):
     assert twice(1.5) == 3.0
 
 
-def test_read_only_and_unaligned_samples_give_the_same_features():
+def test_every_sample_array_flavour_runs_the_one_compiled_kernel():
+    # numba compiles (~5 s) and caches a kernel per array flavour; the extractor hands it one flavour only.
     wave = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1
-    expected = FeatureExtractor(use_numba=True)(wave)[0]
+    extractor = FeatureExtractor(use_numba=True)
+    expected = extractor(wave)[0]
     read_only = wave.copy()
     read_only.flags.writeable = False
-    unaligned = np.frombuffer(b"\0" + wave.tobytes(), dtype=np.float32, offset=1)
-    assert not unaligned.flags.aligned
-    for variant in (read_only, unaligned):
-        np.testing.assert_array_equal(FeatureExtractor(use_numba=True)(variant)[0], expected)
+    unaligned = np.frombuffer(bytearray(b"\0" + wave.tobytes()), dtype=np.float32, offset=1)
+    assert unaligned.flags.writeable and not unaligned.flags.aligned
+    for variant in (read_only, unaligned, wave.astype(">f4"), wave.astype(np.float64)):
+        np.testing.assert_array_equal(extractor.fbank([variant])[0], extractor.fbank([wave])[0])
+        np.testing.assert_array_equal(extractor(variant)[0], expected)
+    assert len(fbank_numba.mel_energies.signatures) == 1, fbank_numba.mel_energies.signatures

@@ -92,8 +92,9 @@ def test_numpy_only_path_matches_transformers(hf, speech, monkeypatch):
 
 
 def test_rejected_audio_leaves_the_extractor_usable(speech, make):
-    # Block buffers are reused between calls: NaN from a refused waveform must not leak into the next
-    # (it would through the FFT buffer's zero padding if a pass ever wrote it with frame values).
+    # The numpy front end reuses block buffers between calls: NaN from a refused waveform must not leak
+    # into the next (it would through the FFT buffer's zero padding if a pass ever wrote it with frame
+    # values). The numba kernel allocates its workspace per call; checked all the same.
     extractor, wave = make(), speech[0]
     expected = make()(wave)[0]
     bad = wave.copy()
@@ -109,7 +110,7 @@ def test_copied_extractor_after_use_matches_a_fresh_one(speech, make, how):
     import pickle
 
     extractor = make()
-    extractor(speech[0])  # fills the reused block buffers (numpy front end)
+    extractor(speech[0])  # fills the numpy front end's reused block buffers (the numba kernel keeps none)
     clone = pickle.loads(pickle.dumps(extractor)) if how == "pickle" else copy.deepcopy(extractor)
     assert clone.compiled == extractor.compiled
     for wave in speech[:2]:
