@@ -303,8 +303,12 @@ def _compiled_fbank(use_numba: bool | None, filters: np.ndarray, window: np.ndar
         # Not installed: the numpy front end, as documented. Installed but unusable deserves a word:
         # the numpy front end is ~3x slower.
         missing = isinstance(exc, ModuleNotFoundError) and exc.name in ("numba", "llvmlite")
-        (log.debug if missing else log.warning)("numba front end unavailable (%s: %s): using the numpy one",
-                                                type(exc).__name__, exc)
+        if missing:
+            log.debug("numba front end unavailable (%s): using the numpy one", exc)
+        else:
+            log.warning("numba front end unavailable (%s: %s): using the numpy one (~3x slower). A damaged "
+                        "numba cache goes away by deleting runtime/__pycache__/fbank_numba.* (or those files "
+                        "under $NUMBA_CACHE_DIR)", type(exc).__name__, exc)
         return None
 
 

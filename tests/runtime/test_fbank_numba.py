@@ -52,7 +52,7 @@ def test_without_numba_the_numpy_front_end_runs(monkeypatch, caplog):
     monkeypatch.delitem(sys.modules, "runtime.fbank_numba")
     with caplog.at_level(logging.DEBUG, logger="w2vbert"):
         assert not FeatureExtractor().compiled
-    assert "numba front end unavailable (ModuleNotFoundError" in caplog.text
+    assert "numba front end unavailable (import of numba halted" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # not installed: nothing to warn about
     with pytest.raises(DependencyError, match="use_numba=True but the numba front end is unavailable"):
         FeatureExtractor(use_numba=True)
