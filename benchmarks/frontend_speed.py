@@ -35,7 +35,7 @@ def main(argv=None) -> None:
 
     runners = {"numba": FeatureExtractor(), "numpy": FeatureExtractor(use_numba=False)}
     if not runners["numba"].compiled:
-        print("numba is not installed: only the numpy path is timed", flush=True)
+        print("the numba front end is unavailable (see the log): only the numpy path is timed", flush=True)
         del runners["numba"]
     theirs = transformers.SeamlessM4TFeatureExtractor()
     speech = np.concatenate([load_audio(p) for p in sorted((BUNDLED / "samples").glob("*.wav"))])
@@ -48,7 +48,7 @@ def main(argv=None) -> None:
         jobs = {name: (lambda fe=fe: fe(wave)) for name, fe in runners.items()}
         jobs["transformers"] = lambda: theirs(wave, sampling_rate=16000)
         times = {name: [] for name in jobs}
-        for _ in range(args.repeats + 1):  # the first round is the warm-up (numba compiles or loads its cache)
+        for _ in range(args.repeats + 1):  # the first round is a warm-up, left out below
             for name, fn in jobs.items():
                 t = time.perf_counter()
                 fn()

@@ -65,8 +65,9 @@ class FeatureExtractor:
     """Raw 16 kHz mono audio -> (input_features [B, T, 160] float32, attention_mask [B, T] int64).
 
     use_numba: None (default) runs the numba kernel when numba imports and numpy otherwise;
-    True requires numba (DependencyError without it); False always runs numpy. The kernel
-    compiles on first use (~5 s) into numba's on-disk cache; later processes load it (~0.3 s).
+    True requires numba (DependencyError without it); False always runs numpy. The kernel is
+    compiled when the first extractor is built (~5 s) into numba's on-disk cache; later
+    processes load it (building an extractor then takes ~0.5 s, numba's import included).
 
     Single-threaded per call: with numpy on the 2-core machine of
     benchmarks/results/frontend-notes.md, spreading blocks over 2 threads was slower (10.5 vs
@@ -105,7 +106,7 @@ class FeatureExtractor:
         self._window_spectrum = np.fft.rfft(self._padded_window).view(np.float64)  # (514,) re, im, ...
         self._spare: list[tuple] = []  # block buffer sets not in use (one per concurrent call at most)
         self._use_numba = use_numba
-        self._compiled = _compiled_fbank(use_numba, filters, self._padded_window[:FRAME_LENGTH])
+        self._compiled = self._compiled_front_end(filters)
 
     @classmethod
     def from_params(cls, params: dict) -> "FeatureExtractor":
@@ -219,8 +220,11 @@ class FeatureExtractor:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._use_numba = state.get("_use_numba")
-        filters = kaldi_mel_filters(self.num_mel_bins, self.sampling_rate) * 2.0 ** 30
-        self._compiled = _compiled_fbank(self._use_numba, filters, self._padded_window[:FRAME_LENGTH])
+        self._compiled = self._compiled_front_end(kaldi_mel_filters(self.num_mel_bins, self.sampling_rate) * 2.0 ** 30)
+
+    def _compiled_front_end(self, filters: np.ndarray):
+        """filters: float64 (257, M), scaled as in __init__ (the numpy path keeps only a float32 copy)."""
+        return _compiled_fbank(self._use_numba, filters, self._padded_window[:FRAME_LENGTH])
 
     def _new_buffers(self) -> tuple:
         """One set of block buffers (~1.5 MB), kept between calls rather than allocated per call."""
