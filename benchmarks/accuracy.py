@@ -170,7 +170,9 @@ def write_report(args, rows, sets, versions, seconds: float) -> None:
                      + " | ".join(f"{w:.2f}" for _, w in cells) + " |")
     lines += ["", "Reduced precisions against the fp32 variant (percentage points; issue 8 bounds: int8 0.5, "
               "fp16 0.1; int4 has no stated bound):", "", precision_table(rows, names)]
-    lines += ["", f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}, Python "
+    from exporter.machine import describe
+
+    lines += ["", f"Machine: {describe()}, Python "
               f"{platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))

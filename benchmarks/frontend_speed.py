@@ -11,7 +11,6 @@ the numba kernel (the default when numba is installed) and with the numpy path
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import transformers
 
-    from benchmarks.run import cpu_name
+    from exporter.machine import describe
     from exporter.artifact import tool_versions
     from exporter.checkpoint import BUNDLED
     from runtime.audio import load_audio
@@ -78,7 +77,7 @@ def main(argv=None) -> None:
     if "numba" in runners:
         import numba
         versions["numba"] = numba.__version__
-    lines += ["", f"Machine: {cpu_name()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
+    lines += ["", f"Machine: {describe()}, Python {platform.python_version()}, "
               + ", ".join(f"{k} {v}" for k, v in {**versions, **tool_versions()}.items()), ""]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")

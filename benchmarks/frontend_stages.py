@@ -55,7 +55,9 @@ def main(argv=None) -> None:
             times.append(time.perf_counter() - t)
         return float(np.median(times)) * 1e3
 
-    print(f"{args.seconds:g} s of speech, {count} frames, median of {args.repeats} runs")
+    from exporter.machine import describe
+
+    print(f"{args.seconds:g} s of speech, {count} frames, median of {args.repeats} runs; {describe()}")
     names = ["frames: DC, pre-emphasis, window (_load_group)", "float64 FFT, radix 8 (fft512)",
              "power of both frames per lane (_power)", "mel filters (_mel)"]
     before = 0.0

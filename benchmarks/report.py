@@ -70,11 +70,19 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _machine_line(machine: dict) -> str:
+    """The CPU with its instruction set and int8 kernel (results.json files written before they
+    were recorded name only the CPU)."""
+    from exporter.machine import describe
+
+    return describe(machine) if "int8_kernel" in machine else f"{machine['cpu']}, {machine['cores']} cores"
+
+
 def write_markdown(data: dict, path: Path, command: str) -> None:
     machine, peaks = data["machine"], data["peaks"]
     lines = [f"# Benchmark: {data['model']['label']}", "",
              f"Command: `{command}`", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores; {data['grid']['threads']} threads. "
+             f"Machine: {_machine_line(machine)}; {data['grid']['threads']} threads. "
              f"Measured peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, int8 {peaks['int8']:.0f} GOP/s "
              "(2048^3 matmul, see results.json).",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", "",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from exporter.machine import machine
 from runtime.manifest import MANIFEST_NAME, load_manifest
 
 from . import report
@@ -21,16 +21,6 @@ from .peaks import measure_peaks
 log = logging.getLogger("w2vbert")
 SCHEMA = "w2vbert-deploy/benchmark"
 QUICK = Grid(durations=(1.0, 5.0), batches=(1,), warmup=1, repeats=3)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def prepare(source: str | None, work: Path, precisions=("fp32",), quant=None) -> tuple[Path, str | None]:
@@ -94,7 +84,7 @@ def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | No
     data.update({
         "schema": SCHEMA, "schema_version": 1,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {**machine(), "python": platform.python_version()},
         "versions": tool_versions(), "peaks": peaks,
         "grid": {"durations": list(grid.durations), "batches": list(grid.batches), "threads": grid.threads,
                  "warmup": grid.warmup, "repeats": grid.repeats, "spin": grid.spin},

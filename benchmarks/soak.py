@@ -90,7 +90,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     result = soak(args.artifact, args.calls, args.warmup) if args.study == "soak" else \
         long_audio(args.artifact, args.minutes, not args.no_arena)
-    print(json.dumps(result))
+    from exporter.machine import describe  # after the study: its RSS figures stay the runtime's
+
+    print(json.dumps({**result, "machine": describe()}))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from runtime.manifest import MANIFEST_NAME, SCHEMA, SCHEMA_VERSION, file_entry
 from runtime.shapes import min_frames, output_length_formula
 
 from .config import W2VBertConfig
+from .machine import machine
 
 log = logging.getLogger("w2vbert")
 
@@ -95,6 +96,7 @@ def build_manifest(config: W2VBertConfig, head: str, source: str, opset: int,
         "vocab_file": "vocab.json" if "vocab.json" in side_files else None,
         "opset": opset,
         "versions": tool_versions(),
+        "machine": machine(),  # int8 results depend on the CPU's int8 kernel (exporter.machine)
         "variants": variants,
         "files": {},
     }
