@@ -12,15 +12,20 @@ cut from the concatenated features of every utterance, so short clips still coun
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from runtime.errors import InputError
 
+log = logging.getLogger("w2vbert")
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 CALIBRATION_WINDOW = 100  # frames (2 s): short clips still give several windows
 MAX_WINDOWS = 64  # bounds calibration time on long corpora
+BUNDLED_GATE = "bundled samples 1, 3, 5"
 
 
 def bundled_samples() -> list[Path]:
@@ -77,13 +82,32 @@ def calibration_feeds(path, preprocessor: dict, feature_dim: int, min_frames: in
              "attention_mask": np.ones((1, window), np.int64)} for i in range(count)]
 
 
+def gate_files(path) -> list[Path]:
+    """The held-out files: those at `path`, or the bundled samples 1, 3, 5."""
+    return _files(path) if path else bundled_samples()[1::2]
+
+
+def gate_data_record(path) -> dict:
+    """What a variant records of its gate data: where it was and a digest of its content, so
+    `verify` runs on the same data and can tell when it is given other data."""
+    digest = hashlib.sha256()
+    files = gate_files(path)
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return {"path": None if path is None else str(Path(path).resolve()), "label": str(path or BUNDLED_GATE),
+            "files": len(files), "sha256": digest.hexdigest()}
+
+
 def held_out_batches(path, preprocessor: dict, feature_dim: int, min_frames: int,
                      batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
     """Right-padded batches (features, mask) of held-out utterances for the gates."""
-    files = _files(path) if path else bundled_samples()[1::2]
-    utterances = [u for u in utterance_features(files, preprocessor, feature_dim) if len(u) >= min_frames]
+    every = utterance_features(gate_files(path), preprocessor, feature_dim)
+    utterances = [u for u in every if len(u) >= min_frames]
     if not utterances:
         raise InputError(f"no gate utterance has the {min_frames} frames this model needs")
+    if len(utterances) < len(every):
+        log.info("gate data: %d of %d utterances are shorter than the model's %d frames and are left out",
+                 len(every) - len(utterances), len(every), min_frames)
     batches = []
     for lo in range(0, len(utterances), batch_size):
         group = utterances[lo:lo + batch_size]

@@ -110,17 +110,33 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
 @main.command()
 @click.argument("artifact", type=click.Path())
 @click.option("--source", help="Checkpoint dir or preset to compare with (default: the one in the manifest).")
-@click.option("--precision", default="fp32", show_default=True)
+@click.option("--precision", help="One variant to check [every variant; --backend tensorrt: fp32].")
 @click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
               show_default=True, help="tensorrt: check the model.<precision>.plan engine (needs a GPU).")
-def verify(artifact, source, precision, backend):
-    """Re-run parity of ARTIFACT against the PyTorch reference (needs the export extra)."""
+@click.option("--gate-data", type=click.Path(exists=True),
+              help="Reduced precisions: held-out audio / .npy to judge on [the data recorded at export].")
+@click.option("--gate", "gate_overrides", multiple=True, metavar="[PRECISION.]KEY=VALUE",
+              help="Reduced precisions: tighten or relax a recorded gate threshold (repeatable).")
+def verify(artifact, source, precision, backend, gate_data, gate_overrides):
+    """Re-check ARTIFACT: sha256 of every file, fp32 parity against the PyTorch reference, and each
+    reduced precision's accuracy gate on the data and thresholds its export recorded (needs the
+    export extra)."""
+    from exporter.gates import GateRow, parse_overrides
     from exporter.verify import verify_artifact
+    from runtime.manifest import load_manifest
 
-    rows = verify_artifact(artifact, source=source, precision=precision, backend=backend)
-    for row in rows:
-        click.echo(row.row())
-    click.echo(f"{artifact}: {precision} parity ok ({backend})")
+    overrides = parse_overrides(gate_overrides)
+    if precision is not None or backend == "tensorrt":
+        precisions = [precision or "fp32"]
+    else:
+        precisions = list(load_manifest(artifact).data["variants"])
+    for i, name in enumerate(precisions):
+        rows = verify_artifact(artifact, source=source, precision=name, backend=backend, gate_data=gate_data,
+                               gates=overrides, check_files=i == 0)
+        for row in rows:
+            click.echo(row.row())
+        what = "gate" if rows and isinstance(rows[0], GateRow) else "parity"
+        click.echo(f"{artifact}: {name} {what} ok ({backend})")
 
 
 @main.command()
@@ -247,6 +263,10 @@ def _print_summary(path) -> None:
                    f"frames {p['min_frames']}..{p['max_frames']}")
     versions = ", ".join(f"{k} {v}" for k, v in data.get("versions", {}).items())
     click.echo(f"versions   {versions}")
+    if data.get("machine"):  # the gate figures were measured with this CPU's int8 kernel
+        from exporter.machine import describe
+
+        click.echo(f"exported   on {describe(data['machine'])}")
 
 
 if __name__ == "__main__":

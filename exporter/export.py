@@ -25,7 +25,7 @@ from runtime.errors import ExportError
 from . import artifact
 from .checkpoint import SIDE_FILES, load_model, resolve_source
 from .heads import OUTPUT_NAMES
-from .parity import OutputDiff, assert_close, keep_worst
+from .parity import OutputDiff, assert_close, keep_worst, ort_runner
 
 log = logging.getLogger("w2vbert")
 
@@ -143,22 +143,6 @@ def onnx_parity(model: torch.nn.Module, onnx_path: Path, min_frames: int, precis
                 frames=PARITY_FRAMES, threads: int | None = None) -> list[OutputDiff]:
     """Run the ONNX file with onnxruntime and the reference on padded batches; raise on mismatch."""
     return backend_parity(model, ort_runner(onnx_path, threads), min_frames, precision, frames, onnx_path.name)
-
-
-def ort_runner(onnx_path: Path, threads: int | None = None):
-    """A features-in ONNX on onnxruntime's CPU provider as run(features, mask) -> {output name: array}."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-
-    def run(features, mask):
-        return dict(zip(names, session.run(None, {"input_features": features, "attention_mask": mask})))
-    return run
 
 
 def backend_parity(model: torch.nn.Module, run, min_frames: int, precision: str, frames, label: str):

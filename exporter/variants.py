@@ -17,9 +17,9 @@ from pathlib import Path
 from runtime.errors import ExportError, GateError
 
 from . import gates, sensitivity
-from .calibration import calibration_feeds, held_out_batches
-from .export import ort_runner
-from .quantize import check_precision, quantize, weight_matmuls
+from .calibration import BUNDLED_GATE, calibration_feeds, gate_data_record, held_out_batches
+from .parity import ort_runner
+from .quantize import INT8_FORMAT, check_precision, quantize, weight_matmuls
 
 log = logging.getLogger("w2vbert")
 
@@ -46,7 +46,7 @@ def add_precision_variants(staging: Path, manifest: dict, precisions, target: st
     dim, min_frames = config["feature_projection_input_dim"], manifest["min_frames"]
     batches = held_out_batches(options.gate_data, pre, dim, min_frames)
     log.info("accuracy gates on %d held-out utterances (%s)", sum(len(b[0]) for b in batches),
-             options.gate_data or "bundled samples 1, 3, 5")
+             options.gate_data or BUNDLED_GATE)
     reference = ort_runner(fp32)
     names = weight_matmuls(onnx.load(str(fp32), load_external_data=False))
     calibration = None
@@ -107,7 +107,9 @@ def _record(staging: Path, name: str, precision: str, target: str, result, kept,
              "parity": {"scaled_error": result.metrics["scaled_error"],
                         "tolerance": result.thresholds["max_scaled_error"]},
              "gate": result.record(), "kept_fp32": kept, "fused_ops": fused_op_counts(staging / name, target),
-             "gate_data": options.gate_data or "bundled samples 1, 3, 5"}
+             "gate_data": gate_data_record(options.gate_data)}
+    if precision in ("int8", "int8-qdq"):
+        entry["int8_format"] = INT8_FORMAT.record(precision)
     if ranking:
         entry["sensitivity"] = [{"group": g, "damage": d} for g, d in ranking]
     if precision == "int8-qdq":

@@ -1,11 +1,19 @@
-"""`w2vbert verify`: re-check an artifact's integrity and its parity with the reference."""
+"""`w2vbert verify`: re-check an artifact's integrity, its parity and its accuracy gates.
+
+fp32 variants are compared with the PyTorch reference (tensor parity, tolerances in
+exporter.parity). Reduced precisions are judged the way the export judged them: the same
+gate (exporter.gates.evaluate) against the fp32 variant, on the gate data and with the
+thresholds the export recorded, reported beside the figures it recorded. On the machine that
+exported, verify reproduces the export's figures exactly; elsewhere int8 figures move with
+the CPU's int8 kernel (exporter.machine), which is why the verdict is the gate's, not a match.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from runtime.errors import ArtifactError, CheckpointError
+from runtime.errors import ArtifactError, CheckpointError, GateError, InputError
 from runtime.manifest import CPU_FORM, load_manifest
 
 from .checkpoint import load_model
@@ -16,23 +24,92 @@ log = logging.getLogger("w2vbert")
 
 
 def verify_artifact(artifact: str | Path, source: str | None = None, precision: str = "fp32",
-                    frames=PARITY_FRAMES, backend: str = "onnxruntime") -> list[OutputDiff]:
-    """Parity of one variant (onnxruntime) or one TensorRT plan (backend "tensorrt") vs the reference."""
+                    frames=PARITY_FRAMES, backend: str = "onnxruntime", gate_data=None, gates=None,
+                    check_files: bool = True) -> list:
+    """Check one variant (onnxruntime) or one TensorRT plan (backend "tensorrt"); raise on failure.
+
+    Returns the rows to print: OutputDiff for fp32 variants and plans, gates.GateRow for
+    reduced precisions. `gate_data`: held-out audio / .npy to judge a reduced precision on
+    (default: the data its export recorded); `gates`: gates.parse_overrides(...) applied on
+    top of the recorded thresholds. `check_files`: False skips the sha256 of every file (a
+    caller checking several variants of one artifact checks them once).
+    """
     if backend not in ("onnxruntime", "tensorrt"):
         raise ArtifactError(f"backend {backend!r} is unknown; expected onnxruntime or tensorrt")
     manifest = load_manifest(artifact)
     if backend == "tensorrt":
         return _engine_parity(manifest, artifact, source, precision)
     variant = manifest.variant(precision)
-    log.info("checking sha256 of every file, among them %s", ", ".join(
-        dict.fromkeys(variant["files"] + variant.get(CPU_FORM, {}).get("files", []))))
-    manifest.verify()
+    if check_files:
+        log.info("checking sha256 of every file, among them %s", ", ".join(
+            dict.fromkeys(variant["files"] + variant.get(CPU_FORM, {}).get("files", []))))
+        manifest.verify()
+    if precision != "fp32" and not variant.get("frontend"):
+        return _gate(manifest, variant, precision, gate_data, gates)
     model = _reference(manifest, source)
     worst: dict[str, OutputDiff] = {}
     for form in (variant, variant.get(CPU_FORM)):  # the CPU form (if any) is what provider "cpu" loads
         if form is not None:
             keep_worst(worst, _parity(manifest, model, variant, manifest.safe_path(form["file"]), precision, frames))
     return list(worst.values())
+
+
+def _gate(manifest, variant, precision: str, gate_data, overrides) -> list:
+    """Re-run the export's accuracy gate of `precision` on its recorded (or the given) data."""
+    from .calibration import gate_data_record, held_out_batches
+    from .gates import evaluate, with_overrides
+    from .parity import ort_runner
+
+    recorded = variant.get("gate")
+    if not recorded or "thresholds" not in recorded:
+        raise ArtifactError(f"variant {precision} of {manifest.root} has no gate record; re-export it")
+    path = _gate_path(variant.get("gate_data"), gate_data, precision)
+    data = gate_data_record(path)
+    same = isinstance(variant.get("gate_data"), dict) and variant["gate_data"].get("sha256") == data["sha256"]
+    if not same:
+        log.warning("%s: the gate data (%s) is not what the export judged on: the recorded figures are not "
+                    "comparable, only the thresholds apply", precision, data["label"])
+    _warn_other_kernel(manifest, precision)
+    config = manifest.config
+    batches = held_out_batches(path, manifest.data["preprocessor"], config["feature_projection_input_dim"],
+                               manifest.data["min_frames"])
+    limits = with_overrides(recorded["thresholds"], precision, overrides)
+    log.info("%s accuracy gate vs the fp32 variant on %d held-out utterances (%s)", precision,
+             sum(len(b[0]) for b in batches), data["label"])
+    fp32 = manifest.safe_path(manifest.variant("fp32")["file"])
+    result = evaluate(precision, manifest.head, config, ort_runner(fp32),
+                      ort_runner(manifest.safe_path(variant["file"])), batches, limits=limits)
+    if not result.passed:
+        raise GateError(f"{result.report()}\n{precision} of {manifest.root} fails its accuracy gate"
+                        + (f" (at export: {_figures(recorded['metrics'])})" if same else ""))
+    return result.rows(recorded.get("metrics") if same else None)
+
+
+def _gate_path(recorded, given, precision: str):
+    """The gate data to use: `given`, else the recorded path (None: the bundled samples)."""
+    if given is not None:
+        return given
+    if isinstance(recorded, str):  # manifests written before the data record: a label or a path
+        recorded = {"path": None if recorded.startswith("bundled") else recorded, "label": recorded}
+    path = (recorded or {}).get("path")
+    if path is not None and not Path(path).exists():
+        raise InputError(f"the {precision} gate was judged on {path} at export, which is not here; pass "
+                         "--gate-data PATH (the same data reproduces the recorded figures)")
+    return path
+
+
+def _warn_other_kernel(manifest, precision: str) -> None:
+    from .machine import machine
+
+    exported = (manifest.data.get("machine") or {}).get("int8_kernel")
+    here = machine()["int8_kernel"]
+    if precision.startswith("int8") and exported and exported != here:
+        log.warning("%s was exported where onnxruntime's int8 kernel is %s; here it is %s: int8 figures "
+                    "differ between them (benchmarks/results/int8-formats.md)", precision, exported, here)
+
+
+def _figures(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.6g}" for k, v in metrics.items() if k not in ("finite", "max_abs", "mean_abs"))
 
 
 def _parity(manifest, model, variant, path: Path, precision: str, frames) -> list[OutputDiff]:

@@ -74,3 +74,23 @@ def padded_batch(frames: int, seed: int = 0, feature_dim: int = 160):
     mask[2, frames // 2:] = 0
     features[mask == 0] = 0.0
     return features, mask
+
+
+# Tests that need a reduced-precision variant to exist (to test what is built from it, not to
+# judge it) export with these thresholds: far outside what any CPU's int8 kernels give on the
+# bundled model, so the variant is written on every instruction set. The gate's own verdicts are
+# tested in tests/exporter/test_gates.py, on inputs far from its thresholds.
+PERMISSIVE_GATES = ("max_scaled_error=1", "min_cosine=0.5", "min_agreement=0.5", "max_cer=50")
+
+
+def permissive_gate_args() -> list[str]:
+    """PERMISSIVE_GATES as `w2vbert export` arguments."""
+    return [arg for gate in PERMISSIVE_GATES for arg in ("--gate", gate)]
+
+
+def permissive_quant(**options):
+    """exporter.variants.QuantOptions with PERMISSIVE_GATES (and any other option given)."""
+    from exporter.gates import parse_overrides
+    from exporter.variants import QuantOptions
+
+    return QuantOptions(gates=parse_overrides(PERMISSIVE_GATES), **options)

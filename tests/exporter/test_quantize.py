@@ -1,4 +1,8 @@
-"""Reduced precisions: parity within tolerance, gates that fail when they should, QDQ rules."""
+"""Reduced precisions: what each conversion builds, the default gates on the bundled model, QDQ rules.
+
+Variants that tests only inspect are built with permissive gates (conftest.PERMISSIVE_GATES),
+so they exist on any CPU; the gate's verdicts are tested in test_gates.py.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from exporter.variants import QuantOptions
 from runtime import Session
 from runtime.errors import ExportError, GateError, InputError
 
-from ..conftest import padded_batch
+from ..conftest import padded_batch, permissive_gate_args, permissive_quant
 
 ALL = ("fp32", "fp16", "int8", "int8-qdq", "int4")
 
@@ -28,25 +32,37 @@ ALL = ("fp32", "fp16", "int8", "int8-qdq", "int4")
 @pytest.fixture(scope="module")
 def fixture_artifact(tmp_path_factory):
     """The trained fixture model (CTC, adapter, relative_key) in every precision."""
-    return export(None, tmp_path_factory.mktemp("q") / "art", precisions=ALL)
+    return export(None, tmp_path_factory.mktemp("q") / "art", precisions=ALL, quant=permissive_quant())
 
 
 @pytest.fixture(scope="module")
 def trt_qdq(tmp_path_factory):
-    return export(None, tmp_path_factory.mktemp("t") / "art", precisions=("fp32", "int8-qdq"), target="tensorrt")
+    return export(None, tmp_path_factory.mktemp("t") / "art", precisions=("fp32", "int8-qdq"), target="tensorrt",
+                  quant=permissive_quant())
 
 
 @pytest.mark.parametrize("precision", ALL[1:])
-def test_every_precision_within_tolerance_and_gated(fixture_artifact, precision):
+def test_every_precision_passes_the_default_gate(fixture_artifact, precision):
+    """The README's export of every precision: the default thresholds hold with a wide margin
+    (measured on AVX2 and on SSE4.2, whose exact int8 sums stand for VNNI: int8-formats.md)."""
+    from exporter.calibration import held_out_batches
+    from exporter.gates import evaluate
+    from exporter.parity import ort_runner
+
     manifest = json.loads((fixture_artifact / "manifest.json").read_text())
     variant = manifest["variants"][precision]
     assert variant["gate"]["passed"] and variant["precision"] == precision
+    batches = held_out_batches(None, manifest["preprocessor"], 160, manifest["min_frames"])
+    result = evaluate(precision, "CTC", manifest["config"], ort_runner(fixture_artifact / "model.fp32.onnx"),
+                      ort_runner(fixture_artifact / variant["file"]), batches)
+    assert result.passed, result.report()
+    assert result.thresholds == thresholds(precision, "CTC")  # the defaults, not the fixture's
     features, mask = padded_batch(83, seed=5)
     reference = Session(fixture_artifact, "fp32").run(features, mask)
     got = Session(fixture_artifact, precision).run(features, mask)
     assert got["logits"].dtype == np.float32  # the interface stays fp32 in every precision
     rows = compare(reference, got, precision)
-    assert precision in SCALED and all(r.ok for r in rows), "\n".join(r.row() for r in rows)
+    assert precision in SCALED and np.isfinite(rows[0].max_abs)
     assert rows[0].max_abs > 0  # it really is a different (reduced) computation
 
 
@@ -126,9 +142,9 @@ def test_precision_target_combinations_refused(tmp_path):
 
 
 def _damage(original, group):
-    """Wrap _int8_dynamic: after quantizing, zero the int8 weights of MatMuls in `group`."""
-    def damaged(src, dst, exclude):
-        original(src, dst, exclude)
+    """Wrap int8_dynamic: after quantizing, zero the int8 weights of MatMuls in `group`."""
+    def damaged(src, dst, exclude, *rest):
+        original(src, dst, exclude, *rest)
         model = onnx.load(str(dst))
         fp32 = onnx.load(str(src), load_external_data=False)
         targets = {n.input[1] + "_quantized" for n in fp32.graph.node
@@ -141,7 +157,7 @@ def _damage(original, group):
 
 
 def test_gate_fails_on_damaged_model_and_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(quantize_module, "_int8_dynamic", _damage(quantize_module._int8_dynamic, "layers.1/"))
+    monkeypatch.setattr(quantize_module, "int8_dynamic", _damage(quantize_module.int8_dynamic, "layers.1/"))
     previous = export(None, tmp_path / "art")  # an earlier good artifact at OUT
     before = sorted(p.name for p in previous.iterdir())
     result = CliRunner().invoke(main, ["export", "-o", str(tmp_path / "art"), "--force", "--precision", "fp32,int8"])
@@ -153,7 +169,7 @@ def test_gate_fails_on_damaged_model_and_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_keep_fp32_auto_keeps_the_damaged_layer(tmp_path, monkeypatch):
-    monkeypatch.setattr(quantize_module, "_int8_dynamic", _damage(quantize_module._int8_dynamic, "layers.1/"))
+    monkeypatch.setattr(quantize_module, "int8_dynamic", _damage(quantize_module.int8_dynamic, "layers.1/"))
     out = export(None, tmp_path / "art", precisions=("fp32", "int8"), quant=QuantOptions(keep_fp32="auto"))
     variant = json.loads((out / "manifest.json").read_text())["variants"]["int8"]
     assert variant["gate"]["passed"]
@@ -239,12 +255,13 @@ def test_cli_calibration_gate_data_and_explicit_keep(tmp_path):
         (tmp_path / "gate" / path.name).write_bytes(path.read_bytes())
     args = ["export", "-o", str(tmp_path / "art"), "--precision", "fp32,int8-qdq", "--calibration",
             str(tmp_path / "calib"), "--calibrator", "minmax", "--gate-data", str(tmp_path / "gate"),
-            "--keep-fp32", "linear_q,lm_head", "--gate", "int8-qdq.min_cosine=0.9"]
+            "--keep-fp32", "linear_q,lm_head", *permissive_gate_args(), "--gate", "int8-qdq.min_cosine=0.9"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     variant = json.loads((tmp_path / "art" / "manifest.json").read_text())["variants"]["int8-qdq"]
     assert variant["calibration"] == {"calibrator": "minmax", "windows": 3, "data": str(tmp_path / "calib")}
-    assert variant["gate_data"] == str(tmp_path / "gate") and variant["gate"]["thresholds"]["min_cosine"] == 0.9
+    assert variant["gate_data"]["path"] == str((tmp_path / "gate").resolve()) and variant["gate_data"]["files"] == 2
+    assert variant["gate"]["thresholds"]["min_cosine"] == 0.9
     assert variant["kept_fp32"] and all("linear_q" in n or "lm_head" in n for n in variant["kept_fp32"])
     kept_inputs = {n.input[1] for n in onnx.load(str(tmp_path / "art" / "model.fp32.onnx")).graph.node
                    if n.name in set(variant["kept_fp32"])}

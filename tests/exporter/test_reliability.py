@@ -15,6 +15,8 @@ from exporter.export import export
 from runtime import Session
 from runtime.manifest import load_manifest
 
+from ..conftest import permissive_gate_args, permissive_quant
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_DIFFERENCES = {"created"}  # documented in README "Guarantees"
 
@@ -28,7 +30,7 @@ def test_sigkill_mid_export_keeps_previous_artifact(tmp_path):
     export(None, out)
     before = _snapshot(out)
     proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "-q", "export", "-o", str(out), "--force",
-                             "--precision", "fp32,fp16,int8,int8-qdq,int4"], cwd=ROOT,
+                             "--precision", "fp32,fp16,int8,int8-qdq,int4", *permissive_gate_args()], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     partial = []
@@ -65,8 +67,8 @@ def test_killed_swap_is_repaired(tmp_path):
 
 def test_export_is_byte_identical(tmp_path):
     precisions = ("fp32", "fp16", "int8", "int8-qdq", "int4")
-    a = export(None, tmp_path / "a", precisions=precisions, with_frontend=True)
-    b = export(None, tmp_path / "b", precisions=precisions, with_frontend=True)
+    a = export(None, tmp_path / "a", precisions=precisions, with_frontend=True, quant=permissive_quant())
+    b = export(None, tmp_path / "b", precisions=precisions, with_frontend=True, quant=permissive_quant())
     files_a, files_b = _snapshot(a), _snapshot(b)
     assert files_a.keys() == files_b.keys()
     for name in files_a:

@@ -19,6 +19,8 @@ from runtime.errors import ExportError
 from runtime.manifest import file_entry
 from runtime.trt_profile import ShapeProfile
 
+from ..conftest import permissive_gate_args
+
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
                                        reason="needs tritonclient[grpc] (the test extra)")
 ONNX_TYPES = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32, onnx.TensorProto.INT64: model_config_pb2.TYPE_INT64}
@@ -36,7 +38,7 @@ def graph_dims(value_info) -> list[int]:
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("triton")
     result = CliRunner().invoke(main, ["export", "-o", str(root / "art"), "--precision", "fp32,int8",
-                                       "--triton-repo", str(root / "repo")])
+                                       *permissive_gate_args(), "--triton-repo", str(root / "repo")])
     assert result.exit_code == 0, result.output
     return root
 

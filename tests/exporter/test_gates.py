@@ -1,0 +1,193 @@
+"""The accuracy gate's logic and `verify`'s re-check of it.
+
+Verdicts are tested on inputs whose metrics sit far from every threshold (identical outputs,
+1% noise, unrelated logits, NaN), never on a particular CPU's int8 rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from exporter.cli import main
+from exporter.export import export
+from exporter.gates import GateRow, evaluate, parse_overrides, thresholds
+from exporter.verify import verify_artifact
+from runtime.errors import GateError, InputError
+
+from ..conftest import permissive_quant
+
+CONFIG = {"pad_token_id": 0, "add_adapter": False}  # output frames = input frames
+VOCAB = 12
+
+
+def _logits(frames: int, seed: int) -> np.ndarray:
+    """Peaked CTC-like logits: one clear winner per frame, blanks between tokens."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, VOCAB, frames)
+    ids[::2] = 0
+    logits = rng.standard_normal((frames, VOCAB)).astype(np.float32)
+    logits[np.arange(frames), ids] += 8.0
+    return logits
+
+
+BATCHES = [(np.zeros((2, 50, 160), np.float32), np.array([[1] * 50, [1] * 30 + [0] * 20], np.int64))]
+REFERENCE = np.stack([_logits(50, 1), _logits(50, 2)])
+
+
+def reference(features, mask):
+    return {"logits": REFERENCE.copy()}
+
+
+def noisy(scale: float):
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal(REFERENCE.shape).astype(np.float32) * scale * np.abs(REFERENCE).max()
+    return lambda features, mask: {"logits": REFERENCE + noise}
+
+
+def unrelated(features, mask):
+    return {"logits": np.stack([_logits(50, 7), _logits(50, 8)])}
+
+
+def test_identical_outputs_pass_with_exact_metrics():
+    result = evaluate("int8", "CTC", CONFIG, reference, reference, BATCHES)
+    assert result.passed and result.failures == []
+    assert result.metrics["scaled_error"] == 0 and result.metrics["cer"] == 0
+    assert result.metrics["agreement"] == 1 and result.metrics["cosine"] == pytest.approx(1)
+
+
+def test_small_noise_passes_every_reduced_precision():
+    # 0.1% of the largest logit: 50x under fp16's scaled-error bound, and nothing changes its argmax
+    for precision in ("fp16", "int8", "int8-qdq", "int4"):
+        result = evaluate(precision, "CTC", CONFIG, reference, noisy(1e-4), BATCHES)
+        assert result.passed, result.report()
+
+
+def test_unrelated_outputs_fail_on_every_metric():
+    result = evaluate("int8", "CTC", CONFIG, reference, unrelated, BATCHES)
+    assert not result.passed
+    failed = {f.split()[0] for f in result.failures}
+    assert failed == {"scaled_error", "cosine", "agreement", "cer"}, result.failures
+    assert result.metrics["cer"] > 50 and result.metrics["cosine"] < 0.5
+
+
+def test_non_finite_output_fails():
+    def nan(features, mask):
+        out = REFERENCE.copy()
+        out[0, 3, 2] = np.nan
+        return {"logits": out}
+
+    result = evaluate("int8", "CTC", CONFIG, reference, nan, BATCHES)
+    assert not result.passed and "non-finite outputs (NaN/Inf)" in result.failures
+
+
+def test_padded_frames_are_not_judged():
+    def garbage_in_padding(features, mask):
+        out = REFERENCE.copy()
+        out[1, 30:] = 1e6  # utterance 1 has 30 real frames
+        return {"logits": out}
+
+    assert evaluate("int8", "CTC", CONFIG, reference, garbage_in_padding, BATCHES).passed
+
+
+def test_overrides_relax_and_tighten():
+    relaxed = parse_overrides(["max_scaled_error=10", "min_cosine=-1", "min_agreement=0", "int8.max_cer=1000"])
+    assert evaluate("int8", "CTC", CONFIG, reference, unrelated, BATCHES, relaxed).passed
+    tight = parse_overrides(["int8.max_scaled_error=1e-9"])
+    result = evaluate("int8", "CTC", CONFIG, reference, noisy(1e-4), BATCHES, tight)
+    assert [f.split()[0] for f in result.failures] == ["scaled_error"]
+    # an override scoped to another precision does not apply; the precision's own beats "*"
+    assert evaluate("int8", "CTC", CONFIG, reference, noisy(1e-4), BATCHES,
+                    parse_overrides(["fp16.max_scaled_error=1e-9"])).passed
+    both = parse_overrides(["max_scaled_error=1e-9", "int8.max_scaled_error=1"])
+    assert thresholds("int8", "CTC", both)["max_scaled_error"] == 1
+
+
+def test_given_limits_are_used_as_they_are():
+    limits = {"max_scaled_error": 1e-9, "min_cosine": 0.0}
+    result = evaluate("int8", "CTC", CONFIG, reference, noisy(1e-4), BATCHES, limits=limits)
+    assert result.thresholds == limits and [f.split()[0] for f in result.failures] == ["scaled_error"]
+
+
+def test_heads_judge_their_own_metrics():
+    assert set(thresholds("int8", "XVector")) == {"min_cosine", "max_scaled_error"}
+    assert set(thresholds("int8", "SequenceClassification")) == {"min_cosine", "min_agreement", "max_scaled_error"}
+
+    def embeddings(value):
+        return lambda features, mask: {"embeddings": value}
+
+    base = np.random.default_rng(0).standard_normal((2, 12)).astype(np.float32)
+    good = evaluate("int8", "XVector", CONFIG, embeddings(base), embeddings(base * 1.001), BATCHES)
+    bad = evaluate("int8", "XVector", CONFIG, embeddings(base), embeddings(-base), BATCHES)
+    assert good.passed and not bad.passed and "agreement" not in bad.metrics
+
+
+def test_gate_rows_show_the_recorded_figures():
+    result = evaluate("int8", "CTC", CONFIG, reference, noisy(1e-4), BATCHES)
+    rows = result.rows(result.metrics)
+    assert [r.metric for r in rows] == ["scaled_error", "cosine", "agreement", "cer"]
+    assert all(r.ok for r in rows) and "at export" in rows[0].row()
+    assert not GateRow("cosine", float("nan"), 0.9, -1).ok  # NaN never passes
+
+
+# ---------------------------------------------------------------- verify re-runs the export's gate
+@pytest.fixture(scope="module")
+def int8_artifact(tmp_path_factory):
+    return export(None, tmp_path_factory.mktemp("g") / "art", precisions=("fp32", "int8"), quant=permissive_quant())
+
+
+def test_verify_reproduces_the_recorded_figures(int8_artifact):
+    variant = json.loads((int8_artifact / "manifest.json").read_text())["variants"]["int8"]
+    rows = verify_artifact(int8_artifact, precision="int8")
+    assert {r.metric: r.value for r in rows} == {r.metric: r.recorded for r in rows}  # same machine, same data
+    recorded = variant["gate"]["thresholds"]  # the fixture's permissive ones, not the defaults
+    assert [r.limit for r in rows] == [recorded[k] for k in ("max_scaled_error", "min_cosine", "min_agreement",
+                                                               "max_cer")]
+
+
+def test_verify_applies_overrides_on_the_recorded_thresholds(int8_artifact):
+    with pytest.raises(GateError, match="cosine .* < min_cosine 1.5"):  # a cosine never exceeds 1
+        verify_artifact(int8_artifact, precision="int8", gates=parse_overrides(["int8.min_cosine=1.5"]))
+    result = CliRunner().invoke(main, ["verify", str(int8_artifact), "--gate", "min_cosine=1.5"])
+    assert result.exit_code == GateError.exit_code and "fails its accuracy gate" in result.output
+
+
+def test_verify_checks_every_variant_by_default(int8_artifact):
+    result = CliRunner().invoke(main, ["verify", str(int8_artifact)])
+    assert result.exit_code == 0, result.output
+    assert "fp32 parity ok" in result.output and "int8 gate ok" in result.output
+    assert "(at export" in result.output
+
+
+def test_verify_needs_the_recorded_gate_data_or_a_copy(tmp_path):
+    from exporter.calibration import bundled_samples
+
+    data = tmp_path / "gate"
+    data.mkdir()
+    for path in bundled_samples()[1::2]:
+        shutil.copy(path, data / path.name)
+    art = export(None, tmp_path / "art", precisions=("fp32", "int8"), quant=permissive_quant(gate_data=str(data)))
+    recorded = verify_artifact(art, precision="int8")
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    with pytest.raises(InputError, match="--gate-data"):
+        verify_artifact(art, precision="int8")
+    again = verify_artifact(art, precision="int8", gate_data=str(moved))  # the same content elsewhere
+    assert [r.value for r in again] == [r.value for r in recorded] and again[0].recorded is not None
+    (moved / "sample1.wav").unlink()  # other data: judged by the thresholds, no recorded column
+    other = verify_artifact(art, precision="int8", gate_data=str(moved))
+    assert all(r.recorded is None for r in other)
+
+
+def test_verify_reads_a_manifest_with_the_old_gate_data_label(int8_artifact, tmp_path):
+    art = tmp_path / "old"
+    shutil.copytree(int8_artifact, art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["variants"]["int8"]["gate_data"] = "bundled samples 1, 3, 5"  # as written before the record
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    rows = verify_artifact(art, precision="int8")
+    assert all(r.ok and r.recorded is None for r in rows)
