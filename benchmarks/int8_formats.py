@@ -39,6 +39,13 @@ FORMATS = {
 # The other reduced precisions, for their error per instruction set (not timed here).
 OTHERS = {"fp16": ("fp16", Int8Format()), "int4 (MatMulNBits, weight-only)": ("int4", Int8Format())}
 METRICS = ("scaled_error", "cosine", "cer")
+READING = [
+    "AVX2 (and AVX-512 without VNNI) adds pairs of u8 x s8 products into a saturating int16 "
+    "(VPMADDUBSW); SSE4.2, like VNNI and AMX, sums them exactly in int32. With full-range int8 "
+    "weights the pair sums overflow on AVX2 and the error depends on the CPU; with 7-bit weights "
+    "(onnxruntime's reduce_range) they cannot, and the error is the same on both. qemu's emulated "
+    "AVX2 CPU reproducing the native AVX2 figures shows the emulation runs the same kernels.",
+]
 
 
 def build(fp32: Path, folder: Path, calibration, formats: dict) -> dict[str, Path]:
@@ -203,7 +210,7 @@ def write_report(args, figures, times) -> None:
              "The bundled model, every format built by exporter.quantize, judged by the export's gate "
              "(exporter.gates.evaluate) against fp32 on its held-out speech (bundled samples 1, 3, 5). "
              "Scaled error: max abs logit error / largest |logit|; cosine: lowest per utterance.", "",
-             *accuracy_table(figures), ""]
+             *accuracy_table(figures), "", *READING, ""]
     if times:
         lines += ["## Speed", "", f"ARTIFACT: `w2vbert export w2v-bert-2.0` (600M), {args.frames} frames, batch 1, "
                   f"{args.threads} threads, {args.repeats} interleaved runs, native.", "", *speed_table(times), ""]
