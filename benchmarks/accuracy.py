@@ -34,11 +34,11 @@ def held_out_sets(per_set: int):
 def reference_backend(batch_size: int):
     import torch
 
-    from exporter.checkpoint import load_model
-    from exporter.model import conv_output_lengths
+    from exporter.model.checkpoint import load_model
+    from exporter.model.conformer import conv_output_lengths
     from runtime.decode import CTCDecoder
     from runtime.features import FeatureExtractor
-    from exporter.checkpoint import BUNDLED
+    from exporter.model.sources import BUNDLED
 
     model, extractor, decoder = load_model(None), FeatureExtractor(), CTCDecoder.from_dir(BUNDLED)
 
@@ -58,7 +58,7 @@ def transformers_backend(batch_size: int):
     import torch
     import transformers
 
-    from exporter.checkpoint import BUNDLED
+    from exporter.model.sources import BUNDLED
 
     model = transformers.Wav2Vec2BertForCTC.from_pretrained(str(BUNDLED)).eval()
     extractor = transformers.SeamlessM4TFeatureExtractor.from_pretrained(str(BUNDLED))

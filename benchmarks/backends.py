@@ -87,7 +87,7 @@ def build(spec: dict, threads: int):
 
     torch.set_num_threads(threads)
     if kind == "reference":
-        from exporter.checkpoint import load_model
+        from exporter.model.checkpoint import load_model
 
         return _torch_runner(load_model(spec["source"]))
     if kind == "transformers":
@@ -116,7 +116,7 @@ def transformers_model(checkpoint: str):
     """transformers' model of a checkpoint dir (the harness writes presets to one first)."""
     import transformers
 
-    from exporter.config import W2VBertConfig
+    from exporter.model.config import W2VBertConfig
 
     head = W2VBertConfig.from_json_file(Path(checkpoint) / "config.json").default_head
     return getattr(transformers, HF_CLASSES[head]).from_pretrained(checkpoint).eval()
@@ -125,11 +125,12 @@ def transformers_model(checkpoint: str):
 def materialize(source: str | None, folder: Path) -> str:
     """A checkpoint dir for `source`: presets are written once, so every backend loads the same
     weights from disk and no worker's memory figure includes building another model."""
-    from exporter.checkpoint import load_model, resolve_source
+    from exporter.model.checkpoint import load_model
+    from exporter.model.sources import resolve_source
 
-    kind, path = resolve_source(source)
-    if kind == "dir":
-        return str(path)
+    resolved = resolve_source(source)
+    if resolved.kind == "dir":
+        return str(resolved.path)
     if (folder / "model.safetensors").is_file():
         return str(folder)
     from safetensors.torch import save_file

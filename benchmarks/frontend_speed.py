@@ -28,7 +28,7 @@ def main(argv=None) -> None:
 
     from exporter.machine import describe
     from exporter.artifact import tool_versions
-    from exporter.checkpoint import BUNDLED
+    from exporter.model.sources import BUNDLED
     from runtime.audio import load_audio
     from runtime.features import FeatureExtractor
 

@@ -22,7 +22,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args(argv)
-    from exporter.checkpoint import BUNDLED
+    from exporter.model.sources import BUNDLED
     from runtime import fbank_numba as k
     from runtime.audio import load_audio
     from runtime.features import FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, FeatureExtractor

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.quantize import Int8Format
+from exporter.quantize.convert import Int8Format
 
 # label -> (precision, format); the defaults are what `w2vbert export` writes.
 FORMATS = {
@@ -50,7 +50,7 @@ READING = [
 
 def build(fp32: Path, folder: Path, calibration, formats: dict) -> dict[str, Path]:
     """Every format of `fp32` into `folder`, as the export builds it (SkipLayerNormalization unfused)."""
-    from exporter.quantize import quantize
+    from exporter.quantize.convert import quantize
 
     out = {}
     for i, (label, (precision, fmt)) in enumerate(formats.items()):
@@ -62,8 +62,8 @@ def build(fp32: Path, folder: Path, calibration, formats: dict) -> dict[str, Pat
 
 def gate_figures(folder: Path) -> dict[str, dict[str, float]]:
     """Gate metrics of every format in `folder` (written by prepare_accuracy) on this process's CPU."""
-    from exporter.gates import evaluate
-    from exporter.parity import ort_runner
+    from exporter.quantize.gates import evaluate
+    from exporter.parity.runners import ort_runner
 
     meta = json.loads((folder / "meta.json").read_text())
     data = np.load(folder / "gate.npz")
@@ -78,7 +78,7 @@ def gate_figures(folder: Path) -> dict[str, dict[str, float]]:
 
 def prepare_accuracy(folder: Path) -> None:
     """Export the bundled model, build every format, save the gate's held-out batches."""
-    from exporter.calibration import calibration_feeds, held_out_batches
+    from exporter.quantize.calibration import calibration_feeds, held_out_batches
     from exporter.export import export
 
     artifact = export(None, folder / "bundled")
@@ -125,7 +125,7 @@ def cpuid_kernel() -> str:
 def time_formats(artifact: Path, folder: Path, frames: int, threads: int, repeats: int) -> dict[str, list]:
     import onnxruntime as ort
 
-    from exporter.calibration import calibration_feeds
+    from exporter.quantize.calibration import calibration_feeds
 
     folder.mkdir(parents=True, exist_ok=True)
     models = build(artifact / "model.fp32.onnx", folder, calibration_feeds(None, {}, 160, 1), FORMATS)

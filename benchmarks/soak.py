@@ -48,7 +48,7 @@ def soak(artifact: str, calls: int, warmup: int) -> dict:
 def long_recording(minutes: float):
     """(waveform, expected words): the bundled samples back to back (each has its own noisy pauses;
     digital silence between them would be unlike anything the small model was trained on)."""
-    from exporter.checkpoint import BUNDLED
+    from exporter.model.sources import BUNDLED
     from runtime.audio import load_audio
 
     folder = BUNDLED / "samples"

@@ -10,7 +10,7 @@ __all__ = ["load_model", "export"]
 
 def __getattr__(name):
     if name == "load_model":
-        from .checkpoint import load_model
+        from .model.checkpoint import load_model
 
         return load_model
     if name == "export":

@@ -23,8 +23,9 @@ from runtime.errors import ExportError
 from runtime.manifest import MANIFEST_NAME, SCHEMA, SCHEMA_VERSION, file_entry
 from runtime.shapes import min_frames, output_length_formula
 
-from .config import W2VBertConfig
 from .machine import machine
+from .model.config import W2VBertConfig
+from .model.registry import HEADS, output_shapes
 
 log = logging.getLogger("w2vbert")
 
@@ -52,17 +53,8 @@ def io_spec(config: W2VBertConfig, head: str) -> tuple[list[dict], list[dict]]:
     feat = config.feature_projection_input_dim
     inputs = [{"name": "input_features", "dtype": "float32", "shape": ["batch", "frames", feat]},
               {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "frames"]}]
-    out_frames = "output_frames" if config.add_adapter else "frames"
-    width = config.output_hidden_size if config.add_adapter else config.hidden_size
-    shapes = {
-        "Model": {"last_hidden_state": ["batch", out_frames, width]},
-        "CTC": {"logits": ["batch", out_frames, config.vocab_size]},
-        "SequenceClassification": {"logits": ["batch", config.num_labels]},
-        "AudioFrameClassification": {"logits": ["batch", "frames", config.num_labels]},
-        "XVector": {"logits": ["batch", config.xvector_output_dim],
-                    "embeddings": ["batch", config.xvector_output_dim]},
-    }[head]
-    outputs = [{"name": name, "dtype": "float32", "shape": shape} for name, shape in shapes.items()]
+    outputs = [{"name": name, "dtype": "float32", "shape": shape}
+               for name, shape in output_shapes(head, config.to_dict()).items()]
     return inputs, outputs
 
 
@@ -92,7 +84,7 @@ def build_manifest(config: W2VBertConfig, head: str, source: str, opset: int,
         "outputs": outputs,
         "output_length_formula": output_length_formula(config_dict),
         "min_frames": min_frames(config_dict, head),
-        "labels": config_dict["id2label"] if head in ("SequenceClassification", "AudioFrameClassification") else None,
+        "labels": config_dict["id2label"] if HEADS[head].labels else None,
         "vocab_file": "vocab.json" if "vocab.json" in side_files else None,
         "opset": opset,
         "versions": tool_versions(),
@@ -100,6 +92,24 @@ def build_manifest(config: W2VBertConfig, head: str, source: str, opset: int,
         "variants": variants,
         "files": {},
     }
+
+
+def variant_entry(file: str, files: list[str], target: str, precision: str, **fields) -> dict[str, Any]:
+    """One manifest variant: its file, every file it reads, target and precision, then `fields`
+    (parity figures, gate record, fused-op counts, ...) in the order given."""
+    return {"file": file, "files": files, "target": target, "precision": precision, **fields}
+
+
+def onnx_metadata(manifest: dict[str, Any], **extra: str) -> dict[str, str]:
+    """What a bare .onnx carries in metadata_props so that it describes itself (sherpa-onnx style)."""
+    keys = ("head", "preprocessor", "output_length_formula", "min_frames", "labels", "vocab_file", "inputs",
+            "outputs")
+    meta = {f"w2vbert.{k}": (manifest[k] if isinstance(manifest[k], str) else json.dumps(manifest[k]))
+            for k in keys}
+    meta["w2vbert.config"] = json.dumps(manifest["config"])
+    meta["w2vbert.schema_version"] = str(manifest["schema_version"])
+    meta.update({f"w2vbert.{k}": v for k, v in extra.items()})
+    return meta
 
 
 def finish_manifest(staging: Path, manifest: dict[str, Any]) -> None:
@@ -151,13 +161,11 @@ def remove_stale_staging(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_output(out: Path, force: bool):
-    """Yield a staging dir; on success atomically replace `out` with it, on error remove it."""
+def staged_output(out: Path):
+    """Yield a staging dir; on success atomically replace `out` with it, on error remove it.
+
+    Whether `out` may be replaced is decided before (exporter.plan.make_plan)."""
     out = Path(out)
-    if out.exists() and not force:
-        raise ExportError(f"output {out} already exists; pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"output {out} exists and is not a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))

@@ -16,9 +16,12 @@ from pathlib import Path
 from runtime.errors import ArtifactError, CheckpointError, GateError, InputError
 from runtime.manifest import CPU_FORM, load_manifest
 
-from .checkpoint import load_model
-from .export import PARITY_FRAMES, onnx_parity
-from .parity import OutputDiff, keep_worst
+from .model.checkpoint import load_model
+from .parity.compare import OutputDiff, keep_worst
+from .parity.reference import PARITY_FRAMES, backend_parity, frontend_parity, onnx_parity
+from .parity.runners import ort_runner
+from .quantize.calibration import gate_data_record, held_out_batches
+from .quantize.gates import evaluate, with_overrides
 
 log = logging.getLogger("w2vbert")
 
@@ -56,10 +59,6 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
 
 def _gate(manifest, variant, precision: str, gate_data, overrides) -> list:
     """Re-run the export's accuracy gate of `precision` on its recorded (or the given) data."""
-    from .calibration import gate_data_record, held_out_batches
-    from .gates import evaluate, with_overrides
-    from .parity import ort_runner
-
     recorded = variant.get("gate")
     if not recorded or "thresholds" not in recorded:
         raise ArtifactError(f"variant {precision} of {manifest.root} has no gate record; re-export it")
@@ -73,7 +72,7 @@ def _gate(manifest, variant, precision: str, gate_data, overrides) -> list:
     config = manifest.config
     batches = held_out_batches(path, manifest.data["preprocessor"], config["feature_projection_input_dim"],
                                manifest.data["min_frames"])
-    limits = with_overrides(recorded["thresholds"], precision, overrides)
+    limits = with_overrides(recorded["thresholds"], precision, overrides, manifest.head)
     log.info("%s accuracy gate vs the fp32 variant on %d held-out utterances (%s)", precision,
              sum(len(b[0]) for b in batches), data["label"])
     fp32 = manifest.safe_path(manifest.variant("fp32")["file"])
@@ -117,8 +116,6 @@ def _parity(manifest, model, variant, path: Path, precision: str, frames) -> lis
         from runtime.features import FeatureExtractor
         from runtime.shapes import min_samples
 
-        from .export_frontend import frontend_parity
-
         pre = manifest.data["preprocessor"]
         log.info("parity of %s vs numpy front end + PyTorch reference", path.name)
         return frontend_parity(model, path, FeatureExtractor.from_params(pre), int(pre.get("sampling_rate", 16000)),
@@ -144,8 +141,6 @@ def _reference(manifest, source):
 def _engine_parity(manifest, artifact, source, precision) -> list[OutputDiff]:
     """The TensorRT plan of `precision` vs the reference, at frames inside its profile."""
     from runtime import Session
-
-    from .export import backend_parity
 
     session = Session(artifact, precision=precision, provider="trt-engine")  # checks sha256, loads the plan
     profile = manifest.data["engines"][precision]["profile"]

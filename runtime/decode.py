@@ -24,6 +24,13 @@ def _read_json(path: Path) -> dict:
         raise ArtifactError(f"cannot read {path}: {exc}") from exc
 
 
+def greedy_ids(logits: np.ndarray, blank: int) -> list[int]:
+    """Greedy CTC on one utterance's (T, V) logits: argmax per frame, repeats collapsed, blanks dropped."""
+    ids = np.argmax(logits, -1)
+    keep = np.r_[True, ids[1:] != ids[:-1]] & (ids != blank)
+    return [int(i) for i in ids[keep]]
+
+
 class CTCDecoder:
     def __init__(self, vocab: dict[str, int], pad_token: str = "<pad>", word_delimiter_token: str = "|",
                  replace_word_delimiter_char: str = " ", do_lower_case: bool = False,

@@ -33,17 +33,17 @@ import logging
 import numba
 import numpy as np
 
-from . import features
-from .features import FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, PREEMPHASIS, VARIANCE_EPS
+from . import fbank_constants
+from .fbank_constants import FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, PREEMPHASIS, VARIANCE_EPS
 
 # numba's on-disk cache is keyed on this file alone, yet the kernels compile in these constants
-# of features.py: pinned here, a change there fails this import (features.py then warns and
+# of fbank_constants.py: pinned here, a change there fails this import (features.py then warns and
 # runs numpy) until it is made here too, which also invalidates the cache. The FFT is 8^3 points.
 _COMPILED_IN = {"FRAME_LENGTH": 400, "HOP_LENGTH": 160, "FFT_LENGTH": 512, "PREEMPHASIS": 0.97,
                 "VARIANCE_EPS": 1e-7}
-_changed = {k: getattr(features, k) for k, v in _COMPILED_IN.items() if getattr(features, k) != v}
+_changed = {k: getattr(fbank_constants, k) for k, v in _COMPILED_IN.items() if getattr(fbank_constants, k) != v}
 if _changed:
-    raise ImportError(f"runtime.fbank_numba was written for {_COMPILED_IN}; features.py now has {_changed}")
+    raise ImportError(f"runtime.fbank_numba was written for {_COMPILED_IN}; fbank_constants.py now has {_changed}")
 if numba.config.DISABLE_JIT:  # the kernel would run as Python, ~100x slower than numpy
     raise ImportError("NUMBA_DISABLE_JIT is set")
 

@@ -26,17 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DependencyError, InputError
+from .fbank_constants import (FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, MIN_SAMPLES, PREEMPHASIS,  # noqa: F401
+                              VARIANCE_EPS)
 
 log = logging.getLogger("w2vbert")
 
-FRAME_LENGTH = 400  # 25 ms at 16 kHz
-HOP_LENGTH = 160  # 10 ms
-FFT_LENGTH = 512
-PREEMPHASIS = 0.97
-MEL_FLOOR = 1.192092955078125e-07
-VARIANCE_EPS = 1e-7
-# Normalisation uses an unbiased variance: an utterance needs 2 fbank frames.
-MIN_SAMPLES = FRAME_LENGTH + HOP_LENGTH
 BLOCK = 128  # frames per block: ~1.5 MB of buffers per concurrent call, inside L2 (64 and 256: within 3%)
 MEL_GROUPS = 6  # the mel product in 6 banded pieces: 5.7x fewer multiply-adds, 2.7x faster than one
 

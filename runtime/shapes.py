@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .fbank_constants import FRAME_LENGTH, HOP_LENGTH
+
 
 def output_frames(frames: int, config: dict[str, Any]) -> int:
     """Real output frames for `frames` real input frames (the adapter subsamples)."""
@@ -29,7 +31,7 @@ def output_length_formula(config: dict[str, Any]) -> str:
 def min_samples(min_frames: int, stride: int = 2) -> int:
     """16 kHz samples giving `min_frames` stacked frames (400-sample windows every 160 samples);
     never fewer than 2 fbank frames, which the unbiased per-bin variance needs."""
-    return 400 + 160 * (max(2, min_frames * stride) - 1)
+    return FRAME_LENGTH + HOP_LENGTH * (max(2, min_frames * stride) - 1)
 
 
 def min_frames(config: dict[str, Any], head: str) -> int:

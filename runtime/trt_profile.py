@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import subprocess
 from dataclasses import asdict, dataclass
 
-from .errors import InputError
+from .errors import DependencyError, InputError
 
 FRAMES_PER_SECOND = 50  # stacked 160-dim frames: 10 ms hop x stride 2
+INSTALL_HINT = ("TensorRT engines need an NVIDIA GPU with its driver, and pip install 'w2vbert-deploy[gpu]' "
+                "(tensorrt, polygraphy, onnxruntime-gpu) instead of the cpu extra")
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,14 @@ def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, compute_
     fields = {"onnx": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name, "sm": compute_capability,
               "precision": precision, "profile": profile}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def gpu_identity() -> tuple[str, str]:
+    """(GPU name, compute capability) of device 0, from nvidia-smi (no CUDA Python binding needed)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DependencyError(f"no NVIDIA GPU visible (nvidia-smi: {exc}). {INSTALL_HINT}") from exc
+    name, _, capability = out.splitlines()[0].rpartition(",")
+    return name.strip(), capability.strip()

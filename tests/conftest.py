@@ -90,7 +90,7 @@ def permissive_gate_args() -> list[str]:
 
 def permissive_quant(**options):
     """exporter.variants.QuantOptions with PERMISSIVE_GATES (and any other option given)."""
-    from exporter.gates import parse_overrides
-    from exporter.variants import QuantOptions
+    from exporter.quantize.gates import parse_overrides
+    from exporter.steps.precisions import QuantOptions
 
     return QuantOptions(gates=parse_overrides(PERMISSIVE_GATES), **options)

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.flops import frames_for_seconds, model_flops
 from benchmarks.harness import Grid, interleaved_order, stats
-from exporter.presets import preset_config
+from exporter.model.presets import preset_config
 
 
 def test_grid_cases_cover_every_duration_and_batch():

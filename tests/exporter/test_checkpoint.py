@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from exporter import load_model
-from exporter.checkpoint import read_state_dict
-from exporter.heads import OUTPUT_NAMES
-from exporter.parity import assert_close
+from exporter.model.checkpoint import read_state_dict
+from exporter.model.registry import OUTPUT_NAMES
+from exporter.parity.compare import assert_close
 from runtime.errors import CheckpointError, ConfigError
 from tests.conftest import padded_batch
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from exporter.config import W2VBertConfig
+from exporter.model.config import W2VBertConfig
 from runtime.errors import ConfigError, W2VBertError
 from tests.conftest import tiny_config_dict
 

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from exporter.cli import main
-from exporter.parity import assert_close
+from exporter.parity.compare import assert_close
 from tests.conftest import POSITION_TYPES, padded_batch
 
 HEADS = ["Model", "CTC", "SequenceClassification", "AudioFrameClassification", "XVector"]
@@ -111,7 +111,7 @@ def test_bad_sources_fail_cleanly(hf_checkpoint, tmp_path, problem):
 
 
 def test_failed_parity_aborts_with_table_and_leaves_nothing(tmp_path, monkeypatch):
-    from exporter import parity
+    from exporter.parity import compare as parity
 
     monkeypatch.setitem(parity.TOLERANCES, "fp32", {"*": 1e-12})
     result = CliRunner().invoke(main, ["export", "tiny", "-o", str(tmp_path / "out")])
@@ -121,7 +121,7 @@ def test_failed_parity_aborts_with_table_and_leaves_nothing(tmp_path, monkeypatc
 
 
 def test_external_data_goes_to_one_file(tmp_path, monkeypatch):
-    from exporter import export as export_module
+    from exporter.trace import onnx_io as export_module
 
     monkeypatch.setattr(export_module, "PROTOBUF_LIMIT", 1)  # force the > 2 GB path on a tiny model
     out = tmp_path / "a"

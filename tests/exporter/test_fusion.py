@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from exporter.export import export
-from exporter.parity import assert_close
+from exporter.parity.compare import assert_close
 from tests.conftest import POSITION_TYPES, padded_batch
 
 
@@ -115,7 +115,7 @@ def test_unknown_target_is_refused(tmp_path):
 
 
 def test_tensorrt_lint_accepts_our_graph_and_names_bad_nodes(tmp_path):
-    from exporter.trt_lint import lint
+    from exporter.passes.trt_lint import lint
 
     trt = export("tiny", tmp_path / "trt", target="tensorrt")
     assert lint(trt / "model.fp32.onnx") == []
@@ -131,9 +131,9 @@ def test_tensorrt_lint_accepts_our_graph_and_names_bad_nodes(tmp_path):
 
 
 def test_missing_fusion_is_an_error_not_a_silent_fallback():
-    from exporter.fused import check_fused
-    from exporter.heads import build_model
-    from exporter.presets import preset_config
+    from exporter.trace.prepare import check_fused
+    from exporter.model.heads import build_model
+    from exporter.model.presets import preset_config
     from runtime.errors import ExportError
 
     model = build_model(preset_config("tiny"))

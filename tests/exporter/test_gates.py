@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from exporter.cli import main
 from exporter.export import export
-from exporter.gates import GateRow, evaluate, parse_overrides, thresholds
+from exporter.quantize.gates import GateRow, evaluate, parse_overrides, thresholds
 from exporter.verify import verify_artifact
 from runtime.errors import GateError, InputError
 
@@ -164,7 +164,7 @@ def test_verify_checks_every_variant_by_default(int8_artifact):
 
 
 def test_verify_needs_the_recorded_gate_data_or_a_copy(tmp_path):
-    from exporter.calibration import bundled_samples
+    from exporter.quantize.calibration import bundled_samples
 
     data = tmp_path / "gate"
     data.mkdir()

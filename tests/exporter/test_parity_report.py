@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporter.parity import assert_close, tolerance
+from exporter.parity.compare import assert_close, tolerance
 from runtime.errors import ParityError
 
 

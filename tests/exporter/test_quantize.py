@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from exporter import quantize as quantize_module
+from exporter.quantize import convert as quantize_module
 from exporter.cli import main
 from exporter.export import export
-from exporter.gates import parse_overrides, thresholds
-from exporter.parity import SCALED, TOLERANCES, compare
-from exporter.sensitivity import group_of, layer_groups
-from exporter.variants import QuantOptions
+from exporter.quantize.gates import parse_overrides, thresholds
+from exporter.parity.compare import SCALED, TOLERANCES, compare
+from exporter.quantize.sensitivity import group_of, layer_groups
+from exporter.steps.precisions import QuantOptions
 from runtime import Session
 from runtime.errors import ExportError, GateError, InputError
 
@@ -45,9 +45,9 @@ def trt_qdq(tmp_path_factory):
 def test_every_precision_passes_the_default_gate(fixture_artifact, precision):
     """The README's export of every precision: the default thresholds hold with a wide margin
     (measured on AVX2 and on SSE4.2, whose exact int8 sums stand for VNNI: int8-formats.md)."""
-    from exporter.calibration import held_out_batches
-    from exporter.gates import evaluate
-    from exporter.parity import ort_runner
+    from exporter.quantize.calibration import held_out_batches
+    from exporter.quantize.gates import evaluate
+    from exporter.parity.runners import ort_runner
 
     manifest = json.loads((fixture_artifact / "manifest.json").read_text())
     variant = manifest["variants"][precision]
@@ -105,7 +105,7 @@ def test_int8_quantizes_only_weight_matmuls_per_channel(fixture_artifact):
 
 
 def test_qdq_follows_tensorrt_rules(trt_qdq):
-    from exporter.trt_lint import check
+    from exporter.passes.trt_lint import check
 
     path = trt_qdq / "model.int8-qdq.onnx"
     check(path)  # every node in TensorRT's parser list, QuantizeLinear / DequantizeLinear included
@@ -201,7 +201,7 @@ def test_layer_groups():
 
 
 def test_calibration_from_features_and_bad_files(tmp_path):
-    from exporter.calibration import calibration_feeds, held_out_batches
+    from exporter.quantize.calibration import calibration_feeds, held_out_batches
 
     rng = np.random.default_rng(0)
     np.save(tmp_path / "a.npy", rng.standard_normal((250, 160)).astype(np.float32))
@@ -218,7 +218,7 @@ def test_calibration_from_features_and_bad_files(tmp_path):
 
 
 def test_calibrators_give_different_ranges(fixture_artifact, tmp_path):
-    from exporter.calibration import calibration_feeds
+    from exporter.quantize.calibration import calibration_feeds
 
     feeds = calibration_feeds(None, {}, 160, 1)
     scales = {}
@@ -245,7 +245,7 @@ def test_calibrators_give_different_ranges(fixture_artifact, tmp_path):
 
 
 def test_cli_calibration_gate_data_and_explicit_keep(tmp_path):
-    from exporter.calibration import bundled_samples
+    from exporter.quantize.calibration import bundled_samples
 
     rng = np.random.default_rng(1)
     (tmp_path / "calib").mkdir()

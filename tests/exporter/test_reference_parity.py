@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exporter import load_model
-from exporter.parity import assert_close
+from exporter.parity.compare import assert_close
 from tests.conftest import POSITION_TYPES, padded_batch
 
 HEADS = ["Model", "CTC", "SequenceClassification", "AudioFrameClassification", "XVector"]

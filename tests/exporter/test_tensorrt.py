@@ -161,7 +161,7 @@ def test_build_engines_verify_and_cache(tmp_path):
 @pytest.mark.skipif(not HAVE_GPU, reason="needs an NVIDIA GPU and onnxruntime-gpu (pip install '.[gpu]')")
 @pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
 def test_ort_gpu_providers_match_cpu(trt_artifact, provider, tmp_path):
-    from exporter.parity import compare
+    from exporter.parity.compare import compare
 
     features, mask = padded_batch(90)
     cpu = Session(trt_artifact).run(features, mask)

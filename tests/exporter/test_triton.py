@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 
 from exporter.cli import main
-from exporter.triton import write_repository
+from exporter.targets.triton import write_repository
 from runtime.errors import ExportError
 from runtime.manifest import file_entry
 from runtime.trt_profile import ShapeProfile

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-from runtime import features
 from runtime.errors import DependencyError
 from runtime.features import FRAME_LENGTH, HOP_LENGTH, FeatureExtractor
 
@@ -78,9 +77,11 @@ def test_a_numba_that_fails_falls_back_with_a_warning(monkeypatch, caplog):
     assert FeatureExtractor(use_numba=0)._compiled is None  # any false value means numpy
 
 
-def test_constants_changed_in_features_disable_the_kernel(monkeypatch, caplog):
+def test_constants_changed_in_fbank_constants_disable_the_kernel(monkeypatch, caplog):
     # numba's cache would keep the old value compiled in; the import refuses instead.
-    monkeypatch.setattr(features, "PREEMPHASIS", 0.95)
+    from runtime import fbank_constants
+
+    monkeypatch.setattr(fbank_constants, "PREEMPHASIS", 0.95)
     monkeypatch.delitem(sys.modules, "runtime.fbank_numba")
     with caplog.at_level(logging.WARNING, logger="w2vbert"):
         assert not FeatureExtractor().compiled

@@ -27,7 +27,7 @@ def test_run_matches_reference(session):
     import torch
 
     from exporter import load_model
-    from exporter.parity import assert_close
+    from exporter.parity.compare import assert_close
 
     features, mask = padded_batch(45)
     with torch.no_grad():

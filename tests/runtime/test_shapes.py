@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from exporter.config import W2VBertConfig
-from exporter.model import conv_output_lengths
+from exporter.model.config import W2VBertConfig
+from exporter.model.conformer import conv_output_lengths
 from runtime.shapes import min_frames, output_frames
 from tests.conftest import tiny_config_dict
 

@@ -1,0 +1,5 @@
+"""python -m exporter.cli: the `w2vbert` command."""
+
+from .main import main
+
+main()

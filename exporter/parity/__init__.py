@@ -1,0 +1,1 @@
+"""Polygraphy-style comparison: runners give outputs, compare judges them, reference runs the model."""

@@ -1,0 +1,1 @@
+"""ONNX -> ONNX rewrites and read-only checks, one per module; none of them imports torch."""

@@ -1,0 +1,1 @@
+"""Reduced precisions: conversion, calibration data, the accuracy gate, per-layer sensitivity."""

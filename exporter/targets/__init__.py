@@ -1,0 +1,1 @@
+"""Deployment targets built from an artifact: TensorRT engine plans, Triton model repositories."""

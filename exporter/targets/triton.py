@@ -1,0 +1,108 @@
+"""A Triton Inference Server model repository from an artifact.
+
+    DIR/<name>_<precision>/config.pbtxt
+    DIR/<name>_<precision>/1/model.onnx (+ its external data file)   backend onnxruntime
+    DIR/<name>_<precision>_trt/1/model.plan                           backend tensorrt
+
+Dims exclude the batch axis (max_batch_size > 0) and are -1 where the model is dynamic.
+Dynamic batching only merges requests whose shapes are equal: clients should pad audio to a
+few length buckets (e.g. whole seconds) so requests can share a batch. The text follows
+Triton's ModelConfig protobuf schema; the tests parse it with tritonclient's model_config_pb2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from runtime.errors import ExportError
+from runtime.manifest import load_manifest
+
+from ..plan import TENSORRT_PLANS
+
+log = logging.getLogger("w2vbert")
+
+DTYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "int32": "TYPE_INT32"}
+# ONNX precision -> the precision_mode of ORT's TensorRT accelerator on GPU instances
+ORT_TRT_PRECISION = {onnx: plan.upper() for onnx, (plan, _) in TENSORRT_PLANS.items()}
+
+
+def _tensor(spec: dict) -> str:
+    dims = ["-1" if isinstance(d, str) else str(d) for d in spec["shape"][1:]]  # batch axis implied
+    return (f'  {{\n    name: "{spec["name"]}"\n    data_type: {DTYPES[spec["dtype"]]}\n'
+            f'    dims: [ {", ".join(dims)} ]\n  }}')
+
+
+def model_config(name: str, manifest: dict, backend: str, max_batch: int, instance: str, count: int = 1,
+                 precision: str = "fp32", threads: int | None = None) -> str:
+    """config.pbtxt text for one model of the repository."""
+    inputs, outputs = manifest["inputs"], manifest["outputs"]
+    preferred = sorted({b for b in (max(1, max_batch // 2), max_batch) if b >= 1})
+    lines = [f'name: "{name}"',
+             'backend: "onnxruntime"' if backend == "onnxruntime" else 'platform: "tensorrt_plan"',
+             f"max_batch_size: {max_batch}",
+             "input [\n" + ",\n".join(_tensor(s) for s in inputs) + "\n]",
+             "output [\n" + ",\n".join(_tensor(s) for s in outputs) + "\n]",
+             "dynamic_batching {\n"
+             f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]\n"
+             "  max_queue_delay_microseconds: 5000\n}",
+             f"instance_group [\n  {{\n    count: {count}\n    kind: {instance}\n  }}\n]"]
+    if backend == "onnxruntime" and instance == "KIND_GPU" and precision in ORT_TRT_PRECISION:
+        # Let ORT hand the graph to TensorRT on GPU instances; it falls back to CUDA for the rest.
+        lines.append("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n      {\n"
+                     '        name: "tensorrt"\n'
+                     f'        parameters {{ key: "precision_mode" value: "{ORT_TRT_PRECISION[precision]}" }}\n'
+                     '        parameters { key: "max_workspace_size_bytes" value: "4294967296" }\n'
+                     "      }\n    ]\n  }\n}")
+    if backend == "onnxruntime" and threads:
+        lines.append(f'parameters {{\n  key: "intra_op_thread_count"\n  value: {{ string_value: "{threads}" }}\n}}')
+    return "\n".join(lines) + "\n"
+
+
+def _place(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # large weights: no second copy when on one filesystem
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def write_repository(artifact: str | Path, repo: str | Path, name: str | None = None, gpu: bool = False,
+                     max_batch: int = 8, threads: int | None = None) -> list[Path]:
+    """One Triton model per ONNX variant (and per TensorRT plan) of `artifact`; returns model dirs."""
+    manifest = load_manifest(artifact)
+    data = manifest.data
+    name = name or f"w2vbert_{data['head'].lower()}"
+    repo = Path(repo)
+    written = []
+    for precision, variant in data["variants"].items():
+        if variant.get("frontend"):
+            continue  # raw-audio variant: different inputs; serve the features model instead
+        folder = repo / f"{name}_{precision.replace('-', '_')}"
+        _fresh(folder)
+        form = manifest.form(precision, "cuda" if gpu else "cpu")
+        for file in form["files"]:
+            target = "model.onnx" if file == form["file"] else file  # the data file keeps its name
+            _place(manifest.safe_path(file), folder / "1" / target)
+        instance = "KIND_GPU" if gpu else "KIND_CPU"
+        (folder / "config.pbtxt").write_text(model_config(folder.name, data, "onnxruntime", max_batch, instance,
+                                                          precision=precision, threads=threads))
+        written.append(folder)
+    for precision, engine in data.get("engines", {}).items():
+        folder = repo / f"{name}_{precision}_trt"
+        _fresh(folder)
+        _place(manifest.safe_path(engine["file"]), folder / "1" / "model.plan")
+        batch = min(max_batch, engine["profile"]["max_batch"])
+        (folder / "config.pbtxt").write_text(model_config(folder.name, data, "tensorrt", batch, "KIND_GPU",
+                                                          precision=precision))
+        written.append(folder)
+    log.info("wrote %d Triton model(s) to %s", len(written), repo)
+    return written
+
+
+def _fresh(folder: Path) -> None:
+    if folder.exists() and not (folder / "config.pbtxt").is_file():
+        raise ExportError(f"{folder} exists and is not a Triton model written by w2vbert; refusing to replace it")
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "1").mkdir(parents=True)
