@@ -13,12 +13,9 @@ import logging
 import os
 from pathlib import Path
 
-log = logging.getLogger("w2vbert")
+from exporter.model.registry import HEADS
 
-HF_CLASSES = {"Model": "Wav2Vec2BertModel", "CTC": "Wav2Vec2BertForCTC",
-              "SequenceClassification": "Wav2Vec2BertForSequenceClassification",
-              "AudioFrameClassification": "Wav2Vec2BertForAudioFrameClassification",
-              "XVector": "Wav2Vec2BertForXVector"}
+log = logging.getLogger("w2vbert")
 
 
 def _has(module: str) -> bool:
@@ -119,7 +116,7 @@ def transformers_model(checkpoint: str):
     from exporter.model.config import W2VBertConfig
 
     head = W2VBertConfig.from_json_file(Path(checkpoint) / "config.json").default_head
-    return getattr(transformers, HF_CLASSES[head]).from_pretrained(checkpoint).eval()
+    return getattr(transformers, HEADS[head].architecture).from_pretrained(checkpoint).eval()
 
 
 def materialize(source: str | None, folder: Path) -> str:
@@ -139,7 +136,7 @@ def materialize(source: str | None, folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
     config = model.config.to_dict()
-    config["architectures"] = [HF_CLASSES[model.head]]
+    config["architectures"] = [HEADS[model.head].architecture]
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return str(folder)
 

@@ -26,8 +26,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import transformers
 
-    from exporter.machine import describe
-    from exporter.artifact import tool_versions
     from exporter.model.sources import BUNDLED
     from runtime.audio import load_audio
     from runtime.features import FeatureExtractor
@@ -38,28 +36,36 @@ def main(argv=None) -> None:
         del runners["numba"]
     theirs = transformers.SeamlessM4TFeatureExtractor()
     speech = np.concatenate([load_audio(p) for p in sorted((BUNDLED / "samples").glob("*.wav"))])
-    rows = []
-    for seconds in args.seconds:
-        n = int(seconds * 16000)
-        wave = np.resize(speech, n).astype(np.float32)  # real speech, repeated to length
-        expected = theirs(wave, sampling_rate=16000, return_tensors="np")["input_features"]
-        err = {name: float(np.abs(fe(wave)[0] - expected).max()) for name, fe in runners.items()}
-        jobs = {name: (lambda fe=fe: fe(wave)) for name, fe in runners.items()}
-        jobs["transformers"] = lambda: theirs(wave, sampling_rate=16000)
-        times = {name: [] for name in jobs}
-        for _ in range(args.repeats + 1):  # the first round is a warm-up, left out below
-            for name, fn in jobs.items():
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
-        med = {k: float(np.median(v[1:])) * 1e3 for k, v in times.items()}
-        low = {k: float(np.min(v[1:])) * 1e3 for k, v in times.items()}
-        rows.append((seconds, med, low, err))
-        print(f"{seconds:5.1f} s: " + ", ".join(f"{name} {med[name]:.2f} ms ({med['transformers'] / med[name]:.1f}x)"
-                                               for name in runners) +
-              f", transformers {med['transformers']:.2f} ms, max abs diff " +
-              ", ".join(f"{e:.1e}" for e in err.values()), flush=True)
-    names = list(runners)
+    rows = [measure(runners, theirs, np.resize(speech, int(s * 16000)).astype(np.float32), s, args.repeats)
+            for s in args.seconds]  # real speech, repeated to length
+    write_report(args, list(runners), rows)
+
+
+def measure(runners: dict, theirs, wave: np.ndarray, seconds: float, repeats: int):
+    """(seconds, median ms, min ms, max abs diff vs transformers) for one length, runs interleaved."""
+    expected = theirs(wave, sampling_rate=16000, return_tensors="np")["input_features"]
+    err = {name: float(np.abs(fe(wave)[0] - expected).max()) for name, fe in runners.items()}
+    jobs = {name: (lambda fe=fe: fe(wave)) for name, fe in runners.items()}
+    jobs["transformers"] = lambda: theirs(wave, sampling_rate=16000)
+    times = {name: [] for name in jobs}
+    for _ in range(repeats + 1):  # the first round is a warm-up, left out below
+        for name, fn in jobs.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    med = {k: float(np.median(v[1:])) * 1e3 for k, v in times.items()}
+    low = {k: float(np.min(v[1:])) * 1e3 for k, v in times.items()}
+    print(f"{seconds:5.1f} s: " + ", ".join(f"{name} {med[name]:.2f} ms ({med['transformers'] / med[name]:.1f}x)"
+                                           for name in runners) +
+          f", transformers {med['transformers']:.2f} ms, max abs diff " +
+          ", ".join(f"{e:.1e}" for e in err.values()), flush=True)
+    return seconds, med, low, err
+
+
+def write_report(args, names: list[str], rows) -> None:
+    from exporter.artifact import tool_versions
+    from exporter.machine import describe
+
     head = [f"ours, {name} median (min)" for name in names] + ["transformers median (min)"]
     head += [f"speed-up, {name}" for name in names] + ["max abs diff (" + " / ".join(names) + ")"]
     lines = ["# Front-end speed: `runtime.FeatureExtractor` vs transformers `SeamlessM4TFeatureExtractor`", "",
@@ -74,7 +80,7 @@ def main(argv=None) -> None:
         cells.append(" / ".join(f"{err[k]:.1e}" for k in names))
         lines.append(f"| {seconds:g} s | " + " | ".join(cells) + " |")
     versions = {"numpy": np.__version__}
-    if "numba" in runners:
+    if "numba" in names:
         import numba
         versions["numba"] = numba.__version__
     lines += ["", f"Machine: {describe()}, Python {platform.python_version()}, "

@@ -302,7 +302,7 @@ def _compiled_fbank(use_numba: bool | None, filters: np.ndarray, window: np.ndar
         # the numpy front end is ~3x slower.
         missing = isinstance(exc, ModuleNotFoundError) and exc.name in ("numba", "llvmlite")
         if missing:
-            log.debug("numba front end unavailable (%s): using the numpy one", exc)
+            log.info("numba front end unavailable (%s): using the numpy one", exc)
         else:
             log.warning("numba front end unavailable (%s: %s): using the numpy one (~3x slower). A damaged "
                         "numba cache goes away by deleting runtime/__pycache__/fbank_numba.* (or those files "
@@ -349,7 +349,8 @@ def _blas_rank1():
     """
     try:
         from scipy.linalg.blas import dgemm
-    except ImportError:
+    except ImportError as exc:
+        log.info("numpy front end without scipy (%s): DC removal in the time domain, slower", exc)
         return None
 
     def rank1_subtract(a, x, y):

@@ -58,3 +58,20 @@ def test_runtime_modules_and_cli_work_without_torch(tmp_path):
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().split("\\t")[-1]  # a transcript was printed
+
+
+def test_error_types_alone_load_neither_session_nor_front_end():
+    # exporter modules import runtime.errors (and so the runtime package) everywhere: that must stay cheap.
+    result = run_blocked("""
+        import sys
+        import exporter.plan, exporter.artifact, exporter.quantize.gates, exporter.cli
+        import runtime
+        from runtime.errors import InputError
+        assert runtime.InputError is InputError
+        loaded = [m for m in ('runtime.session', 'runtime.features', 'onnxruntime', 'torch') if m in sys.modules]
+        assert not loaded, loaded
+        assert runtime.Session.__module__ == 'runtime.session'  # and the lazy names still resolve
+        print('ok')
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")

@@ -184,3 +184,14 @@ def test_xvector_min_frames_is_enforced_and_sufficient(hf_checkpoint, tmp_path):
     mask[2, n - 1:] = 0
     with pytest.raises(InputError, match=f"utterance 2 has {n - 1} real frames; this model needs at least {n}"):
         session.run(features, mask)
+
+
+def test_benchmark_command_is_registered_by_its_entry_point():
+    # exporter never imports benchmarks: the harness adds its command to the group (setup.cfg).
+    from importlib.metadata import entry_points
+
+    points = {p.name: p.value for p in entry_points(group="w2vbert.commands")}
+    assert points == {"benchmark": "benchmarks.cli:benchmark"}
+    assert main.commands["benchmark"].callback.__module__ == "benchmarks.cli"
+    result = run_cli("benchmark", "--help")
+    assert result.exit_code == 0 and "--durations" in result.output

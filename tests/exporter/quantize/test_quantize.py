@@ -24,7 +24,7 @@ from exporter.steps.precisions import QuantOptions
 from runtime import Session
 from runtime.errors import ExportError, GateError, InputError
 
-from ..conftest import padded_batch, permissive_gate_args, permissive_quant
+from ...conftest import padded_batch, permissive_gate_args, permissive_quant
 
 ALL = ("fp32", "fp16", "int8", "int8-qdq", "int4")
 

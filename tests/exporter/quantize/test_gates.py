@@ -19,7 +19,7 @@ from exporter.quantize.gates import GateRow, evaluate, parse_overrides, threshol
 from exporter.verify import verify_artifact
 from runtime.errors import GateError, InputError
 
-from ..conftest import permissive_quant
+from ...conftest import permissive_quant
 
 CONFIG = {"pad_token_id": 0, "add_adapter": False}  # output frames = input frames
 VOCAB = 12
@@ -191,3 +191,27 @@ def test_verify_reads_a_manifest_with_the_old_gate_data_label(int8_artifact, tmp
     (art / "manifest.json").write_text(json.dumps(manifest))
     rows = verify_artifact(art, precision="int8")
     assert all(r.ok and r.recorded is None for r in rows)
+
+
+def test_an_override_the_head_lacks_is_an_error():
+    from runtime.errors import ExportError
+
+    with pytest.raises(ExportError, match="max_cer does not apply to the int8 gate of the XVector head"):
+        thresholds("int8", "XVector", parse_overrides(["max_cer=1"]))
+    with pytest.raises(ExportError, match="min_agreement does not apply"):
+        thresholds("fp16", "Model", parse_overrides(["fp16.min_agreement=0.5"]))
+    assert thresholds("int8", "XVector", parse_overrides(["min_cosine=0.5"]))["min_cosine"] == 0.5
+
+
+def test_short_gate_utterances_left_out_are_counted(tmp_path, caplog):
+    import logging
+
+    from exporter.quantize.calibration import held_out_batches
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "long.npy", rng.standard_normal((40, 160)).astype(np.float32))
+    np.save(tmp_path / "short.npy", rng.standard_normal((3, 160)).astype(np.float32))
+    with caplog.at_level(logging.INFO, logger="w2vbert"):
+        batches = held_out_batches(tmp_path, {}, 160, min_frames=10)
+    assert batches[0][0].shape == (1, 40, 160)
+    assert "1 of 2 utterances are shorter than the model's 10 frames" in caplog.text

@@ -19,7 +19,7 @@ from runtime.errors import ExportError
 from runtime.manifest import file_entry
 from runtime.trt_profile import ShapeProfile
 
-from ..conftest import permissive_gate_args
+from ...conftest import permissive_gate_args
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
                                        reason="needs tritonclient[grpc] (the test extra)")

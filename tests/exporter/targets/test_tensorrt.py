@@ -19,7 +19,7 @@ from runtime.manifest import file_entry
 from runtime.providers import provider_options
 from runtime.trt_profile import ShapeProfile, check_in_profile, engine_cache_key
 
-from ..conftest import padded_batch
+from ...conftest import padded_batch
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 HAVE_GPU = shutil.which("nvidia-smi") is not None
