@@ -4,7 +4,7 @@
                                       [--repeats 5] [--out benchmarks/results/int8-formats.md]
 
 Accuracy: the bundled model is exported (fp32) and quantized in every format below through
-exporter.quantize (the export's own path), then each is judged by exporter.gates.evaluate
+exporter.quantize.convert (the export's own path), then each is judged by exporter.quantize.gates.evaluate
 against fp32 on the gate's held-out speech: natively, and once per `--emulate CPU` in a
 child process under `qemu-x86_64 -cpu CPU` (Debian's qemu-user). qemu makes onnxruntime
 see that CPU's CPUID, so it runs that instruction set's int8 kernels: `Nehalem-v2` (SSE4.2)
@@ -207,8 +207,8 @@ def write_report(args, figures, times) -> None:
                           if args.artifact else [])])
     lines = ["# int8 operand formats", "", f"Command: `{command}`", "",
              "## Error on real speech, per instruction set", "",
-             "The bundled model, every format built by exporter.quantize, judged by the export's gate "
-             "(exporter.gates.evaluate) against fp32 on its held-out speech (bundled samples 1, 3, 5). "
+             "The bundled model, every format built by exporter.quantize.convert, judged by the export's gate "
+             "(exporter.quantize.gates.evaluate) against fp32 on its held-out speech (bundled samples 1, 3, 5). "
              "Scaled error: max abs logit error / largest |logit|; cosine: lowest per utterance.", "",
              *accuracy_table(figures), "", *READING, ""]
     if times:

@@ -1,6 +1,6 @@
 """Torch side of w2vbert-deploy: reference model, checkpoint loading, ONNX export.
 
-Heavy modules are imported on first use so ``import exporter.config`` stays light.
+Heavy modules are imported on first use so ``import exporter.plan`` (no torch) stays light.
 """
 
 from __future__ import annotations

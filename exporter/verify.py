@@ -1,8 +1,8 @@
 """`w2vbert verify`: re-check an artifact's integrity, its parity and its accuracy gates.
 
 fp32 variants are compared with the PyTorch reference (tensor parity, tolerances in
-exporter.parity). Reduced precisions are judged the way the export judged them: the same
-gate (exporter.gates.evaluate) against the fp32 variant, on the gate data and with the
+exporter.parity.compare). Reduced precisions are judged the way the export judged them: the same
+gate (exporter.quantize.gates.evaluate) against the fp32 variant, on the gate data and with the
 thresholds the export recorded, reported beside the figures it recorded. On the machine that
 exported, verify reproduces the export's figures exactly; elsewhere int8 figures move with
 the CPU's int8 kernel (exporter.machine), which is why the verdict is the gate's, not a match.

@@ -18,7 +18,7 @@ from .errors import ArtifactError
 MANIFEST_NAME = "manifest.json"
 SCHEMA = "w2vbert-deploy/artifact"
 SCHEMA_VERSION = 1
-CPU_FORM = "cpu_form"  # written by exporter.cpu_form
+CPU_FORM = "cpu_form"  # written by exporter.steps.cpu_form
 REQUIRED_KEYS = ("schema", "schema_version", "head", "config", "preprocessor", "inputs", "outputs", "variants")
 
 

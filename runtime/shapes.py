@@ -1,6 +1,6 @@
 """Length arithmetic of the model, in plain Python (the runtime has no torch).
 
-Mirrors ``exporter.model.conv_output_lengths`` and the XVector pooling lengths;
+Mirrors ``exporter.model.conformer.conv_output_lengths`` and the XVector pooling lengths;
 tests check both against each other. A C++ caller gets the same formula as text
 from the ONNX metadata (:func:`output_length_formula`).
 """

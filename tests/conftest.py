@@ -89,7 +89,7 @@ def permissive_gate_args() -> list[str]:
 
 
 def permissive_quant(**options):
-    """exporter.variants.QuantOptions with PERMISSIVE_GATES (and any other option given)."""
+    """exporter.steps.precisions.QuantOptions with PERMISSIVE_GATES (and any other option given)."""
     from exporter.quantize.gates import parse_overrides
     from exporter.steps.precisions import QuantOptions
 

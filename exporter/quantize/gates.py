@@ -3,7 +3,7 @@
 `w2vbert export` writes a variant only if it passes; `w2vbert verify` re-runs the same
 evaluation on the same recorded data and thresholds and reports it beside the figures the
 export recorded. Every variant is compared with the fp32 variant of the same artifact on
-held-out speech (:func:`exporter.calibration.held_out_batches`), over real frames only:
+held-out speech (:func:`exporter.quantize.calibration.held_out_batches`), over real frames only:
 
 * every head: max / mean abs error, the max error scaled by the output's largest
   magnitude (checked against the precision's tolerance in ``parity.TOLERANCES``), and the
