@@ -7,17 +7,37 @@ import sys
 
 import click
 
+from exporter.cli.common import verbosity
+
+
+def _numbers(kind):
+    """A click callback: "1,5,10" -> (1, 5, 10) of positive `kind`, or a usage error (exit 2)."""
+    def parse(ctx, param, value: str):
+        try:
+            items = tuple(kind(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list of {kind.__name__}s") from None
+        if not items or any(v <= 0 for v in items):
+            raise click.BadParameter(f"{value!r}: give positive {kind.__name__}s, e.g. "
+                                     f"{'1,5,10' if kind is float else '1,4'}")
+        return items
+    return parse
+
 
 @click.command()
 @click.argument("source", required=False)
 @click.option("--preset", help="Benchmark a preset (e.g. w2v-bert-2.0, the 600M full-size study).")
 @click.option("-o", "--out", "out_dir", default="benchmark-results", show_default=True, type=click.Path(),
               help="Where results.json, results.md and the PNG plots go.")
-@click.option("--durations", default="1,5,10,30", show_default=True, help="Audio seconds, comma-separated.")
-@click.option("--batches", default="1,4", show_default=True, help="Batch sizes, comma-separated.")
-@click.option("--threads", type=int, help="Threads per backend (default: all cores).")
-@click.option("--repeats", default=5, show_default=True, help="Interleaved timed runs per case and backend.")
-@click.option("--warmup", default=1, show_default=True, help="Untimed runs per case and backend.")
+@click.option("--durations", default="1,5,10,30", show_default=True, callback=_numbers(float),
+              help="Audio seconds, comma-separated.")
+@click.option("--batches", default="1,4", show_default=True, callback=_numbers(int),
+              help="Batch sizes, comma-separated.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads per backend (default: all cores).")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Interleaved timed runs per case and backend.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Untimed runs per case and backend.")
 @click.option("--quick", is_flag=True, help="1 and 5 s, batch 1, 3 repeats: a few minutes at most.")
 @click.option("--work-dir", type=click.Path(), help="Keep exports here to reuse them across runs.")
 @click.option("--precision", default="fp32", show_default=True,
@@ -27,6 +47,7 @@ import click
 @click.option("--spin", is_flag=True,
               help="Let OpenMP and onnxruntime threads spin-wait as they do by default (what users get); "
                    "without it idle threads sleep at once, so no idle worker competes with the timed one.")
+@verbosity
 def benchmark(source, preset, out_dir, durations, batches, threads, repeats, warmup, quick, work_dir, precision,
               gate_overrides, spin):
     """Side-by-side speed and memory of SOURCE (checkpoint, preset or artifact; default: bundled model).
@@ -49,8 +70,7 @@ def benchmark(source, preset, out_dir, durations, batches, threads, repeats, war
         grid = Grid(QUICK.durations, QUICK.batches, threads or os.cpu_count() or 1, QUICK.warmup, QUICK.repeats,
                     spin)
     else:
-        grid = Grid(tuple(float(d) for d in durations.split(",")), tuple(int(b) for b in batches.split(",")),
-                    threads or os.cpu_count() or 1, warmup, repeats, spin)
+        grid = Grid(durations, batches, threads or os.cpu_count() or 1, warmup, repeats, spin)
     command = "w2vbert " + " ".join(sys.argv[1:])
     with click.progressbar(length=grid_size(grid), label="benchmark", file=sys.stderr) as bar:
         data = run_benchmark(preset or source, Path(out_dir), grid, Path(work_dir) if work_dir else None,

@@ -60,10 +60,16 @@ def prepare_plain_export(spec: dict, threads: int) -> str | None:
 
 def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | None = None,
               progress=None, command: str = "w2vbert benchmark", precisions=("fp32",), quant=None) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if work_dir is not None:  # kept: exports are reused across runs
+        return _benchmark(source, out_dir, grid, Path(work_dir), progress, command, precisions, quant)
+    with tempfile.TemporaryDirectory(prefix="w2vbert-bench-") as work:  # nothing left in the temp folder
+        return _benchmark(source, out_dir, grid, Path(work), progress, command, precisions, quant)
+
+
+def _benchmark(source, out_dir: Path, grid: Grid, work: Path, progress, command: str, precisions, quant) -> dict:
     from exporter.artifact import tool_versions
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(work_dir or tempfile.mkdtemp(prefix="w2vbert-bench-"))
     artifact, checkpoint = prepare(source, work, precisions, quant)
     manifest = load_manifest(artifact)
     specs, skipped = plan_backends(checkpoint, artifact, work)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import ExportError
+from runtime.errors import ExportError, OptionError
 from runtime.manifest import MANIFEST_NAME, SCHEMA, SCHEMA_VERSION, file_entry
 from runtime.shapes import min_frames, output_length_formula
 
@@ -166,9 +166,13 @@ def staged_output(out: Path):
 
     Whether `out` may be replaced is decided before (exporter.plan.make_plan)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(out)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    except OSError as exc:  # e.g. a directory that refuses new entries (/proc), a full or read-only disk
+        raise OptionError(f"cannot write the artifact next to {out}: {exc.strerror or exc} "
+                          f"({exc.filename or out.parent})") from exc
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; an artifact is meant to be shared

@@ -12,14 +12,16 @@ from pathlib import Path
 
 from . import artifact
 from .model.checkpoint import load_resolved
+from .model.registry import HEADS
 from .model.sources import SIDE_FILES
 from .parity.reference import onnx_parity, parity_record
-from .plan import DEFAULT_OPSET, make_plan
+from .plan import DEFAULT_OPSET, TritonPlan, make_plan
 from .steps.cpu_form import add_cpu_form
 from .steps.engines import add_engines
 from .steps.fp32 import add_fp32
 from .steps.precisions import QuantOptions, add_precision_variants
 from .steps.raw_audio import add_frontend_variant
+from .targets.triton import write_repository
 
 log = logging.getLogger("w2vbert")
 
@@ -27,7 +29,7 @@ log = logging.getLogger("w2vbert")
 def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None = None,
            opset: int = DEFAULT_OPSET, precisions=("fp32",), force: bool = False,
            with_frontend: bool = False, target: str = "ort", quant=None, engine=None,
-           engine_cache: Path | None = None) -> Path:
+           engine_cache: Path | None = None, triton: TritonPlan | None = None) -> Path:
     """Export `source` (checkpoint dir, preset name, or the bundled default) to an artifact at `out`.
 
     `target` "ort" emits com.microsoft MultiHeadAttention; "tensorrt" keeps standard ONNX ops.
@@ -38,15 +40,21 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
     made from it and gated against it); `quant` (steps.precisions.QuantOptions) sets
     calibration, gate data, thresholds and --keep-fp32. `engine` (keyword arguments of
     runtime.trt_profile.ShapeProfile.from_seconds): also build TensorRT plans (target
-    tensorrt): fp32 -> fp32 plan, fp16 -> fp16 plan, int8-qdq -> int8 plan.
+    tensorrt): fp32 -> fp32 plan, fp16 -> fp16 plan, int8-qdq -> int8 plan. `triton`: also write a
+    Triton model repository from the finished artifact (checked before any work).
     """
-    plan = make_plan(source, out, head, opset, precisions, force, with_frontend, target, engine, engine_cache)
+    plan = make_plan(source, out, head, opset, precisions, force, with_frontend, target, engine, engine_cache,
+                     triton)
     started = time.perf_counter()
     log.info("loading %s", plan.source.path or plan.source.name)
     model = load_resolved(plan.source, plan.head, plan.config)
     preprocessor = artifact.preprocessor_params(plan.source.path)
     with artifact.staged_output(plan.out) as staging:
         side = artifact.copy_side_files(plan.source.path, staging, SIDE_FILES)
+        if HEADS[plan.head].transcripts and "vocab.json" not in side:
+            log.warning("the %s checkpoint has no vocab.json: `w2vbert transcribe` and Session.transcribe cannot "
+                        "turn its logits into text; put the tokenizer files (vocab.json, tokenizer_config.json) "
+                        "beside config.json and export again", plan.head)
         manifest = artifact.build_manifest(plan.config, plan.head, plan.source.label, plan.opset, preprocessor, {},
                                            side)
         fp32 = add_fp32(model, staging, manifest, plan.opset, plan.target)
@@ -59,6 +67,11 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
             add_engines(staging, manifest, plan.engine_precisions, plan.profile, plan.engine_cache)
         artifact.finish_manifest(staging, manifest)
     log.info("wrote %s in %.1f s", plan.out, time.perf_counter() - started)
+    if plan.triton is not None:
+        t = plan.triton
+        for folder in write_repository(plan.out, t.repo, name=t.name, gpu=t.gpu, max_batch=t.max_batch,
+                                       force=plan.force):
+            log.info("triton model %s", folder)
     return plan.out
 
 

@@ -15,7 +15,8 @@ import importlib
 _EXPORTS = {
     "Session": "session", "FeatureExtractor": "features", "Manifest": "manifest", "load_manifest": "manifest",
     **{name: "errors" for name in ("W2VBertError", "ArtifactError", "CheckpointError", "ConfigError",
-                                   "DependencyError", "ExportError", "GateError", "InputError", "ParityError")},
+                                   "DependencyError", "ExportError", "GateError", "InputError", "OptionError",
+                                   "ParityError")},
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

@@ -35,6 +35,8 @@ def load_audio(path: str | Path, target_rate: int = TARGET_RATE) -> np.ndarray:
     """Read a sound file as mono float32 at `target_rate`; clear errors for unusable files."""
     sf = require("soundfile", "cpu", "reading audio files")
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; pass audio files (e.g. {path}/*.wav)")
     if not path.is_file():
         raise InputError(f"audio file {path} does not exist")
     try:

@@ -27,7 +27,7 @@ class CheckpointError(W2VBertError):
 
 
 class InputError(W2VBertError, ValueError):
-    """An array, audio file or argument handed to the runtime is unusable."""
+    """An argument, array or audio file given by the user is unusable (exit code 2)."""
 
     exit_code = 2
 
@@ -42,6 +42,10 @@ class ExportError(W2VBertError):
     """Export failed (tracing, ONNX checks, or writing the artifact)."""
 
     exit_code = 6
+
+
+class OptionError(InputError, ExportError):
+    """An export option is invalid: bad input (exit code 2), caught as an ExportError by export callers."""
 
 
 class ParityError(ExportError):

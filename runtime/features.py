@@ -72,7 +72,11 @@ class FeatureExtractor:
 
     def __init__(self, sampling_rate: int = 16000, num_mel_bins: int = 80, stride: int = 2,
                  padding_value: float = 0.0, do_normalize_per_mel_bins: bool = True,
-                 use_numba: bool | None = None, **_ignored):
+                 use_numba: bool | None = None, **unknown):
+        if unknown:  # a misspelt parameter would otherwise leave its default silently in place
+            raise InputError(f"FeatureExtractor got unknown parameter(s) {', '.join(sorted(unknown))}; it takes "
+                             "sampling_rate, num_mel_bins, stride, padding_value, do_normalize_per_mel_bins, "
+                             "use_numba (from_params() picks these out of a preprocessor_config.json)")
         self.sampling_rate = int(sampling_rate)
         self.num_mel_bins = int(num_mel_bins)
         self.stride = int(stride)
@@ -125,7 +129,7 @@ class FeatureExtractor:
         if sampling_rate is not None and int(sampling_rate) != self.sampling_rate:
             raise InputError(f"audio sampled at {sampling_rate} Hz; this model expects {self.sampling_rate} Hz "
                              "(runtime.audio.load_audio resamples files)")
-        waves = [self.check_wave(w, i) for i, w in enumerate(_as_list(audio))]
+        waves = [self.check_wave(w, i) for i, w in enumerate(as_utterances(audio))]
         return self.stack(self.fbank(waves))
 
     def fbank(self, waves: list[np.ndarray]) -> list[np.ndarray]:
@@ -254,12 +258,11 @@ class FeatureExtractor:
             w = w.astype(np.float32) / 32768.0  # PCM16 -> [-1, 1), the scale the model was trained on
         elif w.dtype.kind != "f":
             raise InputError(f"audio {index} has dtype {w.dtype}; expected float samples in [-1, 1] or int16 PCM")
-        if w.ndim == 2:
-            if w.shape[0] == 0:
-                raise InputError(f"audio {index} has shape {w.shape}: no channels")
-            w = w[0]  # (channels, samples): the first channel, as transformers does
         if w.ndim != 1:
-            raise InputError(f"audio {index} has shape {w.shape}; expected 1-D samples or (channels, samples)")
+            # One rule for 2-D audio (README "Runtime"): only the whole input may be a 2-D batch.
+            raise InputError(f"audio {index} has shape {w.shape}; one utterance is 1-D samples (a 2-D array is a "
+                             "batch (batch, samples) only as the whole input; downmix multi-channel audio first, "
+                             "e.g. audio.mean(axis=0) for (channels, samples))")
         if w.size < MIN_SAMPLES:
             raise InputError(f"audio {index} has {w.size} samples ({w.size / self.sampling_rate * 1000:.1f} ms); "
                              f"at least {MIN_SAMPLES} ({MIN_SAMPLES / self.sampling_rate * 1000:.0f} ms) are needed")
@@ -267,18 +270,22 @@ class FeatureExtractor:
             return np.ascontiguousarray(w, dtype=np.float32)
 
 
-def _as_list(audio) -> list:
+def as_utterances(audio) -> list:
+    """The package's one rule for audio arrays, as transformers': a 1-D array is one waveform, a 2-D
+    array a batch (batch, samples) of equal-length waveforms, a list or tuple one waveform per item."""
     if isinstance(audio, np.ndarray):
-        # As transformers: 1-D is one waveform, a 2-D array is a batch of equal-length waveforms.
         if audio.ndim not in (1, 2):
             raise InputError(f"audio array has shape {audio.shape}; expected (samples,) or a batch (batch, samples)")
         if audio.ndim == 2 and audio.shape[0] == 0:
             raise InputError(f"no audio given (batch of shape {audio.shape})")
+        if audio.ndim == 2 and audio.shape[1] < MIN_SAMPLES <= audio.shape[0]:
+            raise InputError(f"audio array of shape {audio.shape} looks like (samples, channels); a 2-D array is a "
+                             f"batch (batch, samples): pass mono samples, e.g. audio.mean(axis=1) or audio[:, 0]")
         return [audio] if audio.ndim == 1 else list(audio)
     if isinstance(audio, (list, tuple)):
         if not audio:
             raise InputError("no audio given (empty list)")
-        if all(np.isscalar(a) for a in audio):
+        if all(np.isscalar(a) and not isinstance(a, (str, bytes)) for a in audio):  # one waveform as a list
             return [np.asarray(audio, dtype=np.float32)]
         return list(audio)
     raise InputError(f"audio must be a numpy array or a list of arrays, got {type(audio).__name__}")

@@ -110,3 +110,39 @@ def load_manifest(root: str | Path) -> Manifest:
     if missing:
         raise ArtifactError(f"{path} lacks required fields: {', '.join(missing)}")
     return Manifest(root, data)
+
+
+# manifest field -> the ONNX metadata_props key that carries the same value (exporter.artifact.onnx_metadata)
+DESCRIBED = ("head", "config", "preprocessor", "output_length_formula", "min_frames", "labels", "vocab_file")
+
+
+def check_matches_model(manifest: Manifest, metadata: dict[str, str], model: str) -> None:
+    """ArtifactError when manifest.json describes the model otherwise than the ONNX file's own metadata
+    (an edited manifest: the runtime would build inputs or decode outputs for another model)."""
+    for field in DESCRIBED:
+        key = "w2vbert." + field
+        if key not in metadata or field not in manifest.data:
+            continue  # older files; the sha256 of the file still holds
+        value = manifest.data[field]
+        try:
+            theirs = metadata[key] if isinstance(value, str) else json.loads(metadata[key])
+        except ValueError as exc:
+            raise ArtifactError(f"{model}: its metadata {key} is unreadable ({exc})") from exc
+        if theirs != value:
+            where, ours, exported = _difference(field, value, theirs)
+            raise ArtifactError(f"{manifest.root / MANIFEST_NAME} says {where} = {_short(ours)}, but {model} was "
+                                f"exported with {_short(exported)}: the manifest was edited; export again")
+
+
+def _difference(name: str, ours, theirs):
+    """The first differing entry of two values, as (dotted name, ours, theirs)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in sorted(set(ours) | set(theirs), key=str):
+            if ours.get(key) != theirs.get(key):
+                return _difference(f"{name}.{key}", ours.get(key), theirs.get(key))
+    return name, ours, theirs
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

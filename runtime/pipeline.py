@@ -20,6 +20,8 @@ from .errors import InputError
 from .features import HOP_LENGTH, MIN_SAMPLES, FeatureExtractor
 from .shapes import output_frames
 
+MIN_CHUNK_SECONDS = 1.0
+
 
 @dataclass
 class Result:
@@ -45,6 +47,12 @@ class Result:
 
 class AudioPipeline:
     def __init__(self, session, batch_size: int = 8, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0):
+        if not overlap_seconds >= 0:
+            raise InputError(f"overlap_seconds must be >= 0, got {overlap_seconds}")
+        if not chunk_seconds >= MIN_CHUNK_SECONDS:
+            # A chunk's centre must be able to hold a word: shorter chunks decode to nothing.
+            raise InputError(f"chunk_seconds must be >= {MIN_CHUNK_SECONDS:g} (a chunk shorter than a second "
+                             f"cuts every word), got {chunk_seconds}")
         if chunk_seconds <= 2 * overlap_seconds:
             raise InputError(f"chunk_seconds ({chunk_seconds}) must exceed twice overlap_seconds ({overlap_seconds})")
         if batch_size < 1:

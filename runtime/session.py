@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import numpy as np
 from .errors import ArtifactError, DependencyError, InputError, require
 from .features import HOP_LENGTH
 from .inputs import check_attention_memory, check_features, check_mask, check_waveform
-from .manifest import Manifest, load_manifest
+from . import seal
+from .manifest import Manifest, check_matches_model, load_manifest
 from .providers import PROVIDERS, provider_options
 from .shapes import min_frames, min_samples
 
@@ -52,6 +54,8 @@ class Session:
         path = Path(path)
         self._engine = None
         self.max_attention_bytes = int(max_attention_bytes)
+        _check_threads(threads)
+        self._verified = verify
         if provider == "trt-engine":
             self._open_engine(path, precision, verify)
             return
@@ -66,6 +70,8 @@ class Session:
             self._read_manifest_model()
         elif path.is_file():
             model_path = path
+            if verify:
+                seal.check(path)  # a bare .onnx has no manifest: the sha256 it carries stands in
             self.head, self.config, self.preprocessor = _read_metadata(path)
         else:
             raise ArtifactError(f"{path} does not exist; expected an artifact directory or a .onnx file")
@@ -76,6 +82,8 @@ class Session:
         providers = provider_options(provider, precision, cache, profile,
                                      int(self.config["feature_projection_input_dim"])) if provider in PROVIDERS else None
         self._session = _make_session(ort, model_path, provider, threads, spin, providers, memory_arena)
+        if self.manifest is not None:
+            check_matches_model(self.manifest, _metadata_map(self._session, model_path), model_path.name)
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.raw_audio = self.input_names == ["waveform", "waveform_lengths"]
@@ -148,8 +156,13 @@ class Session:
             outputs = dict(zip(self.output_names, values))
         for name, value in outputs.items():
             if not np.isfinite(value).all():
-                raise InputError(f"output {name!r} holds NaN/Inf for input of shape {shape}; "
-                                 "the input is outside what this model handles")
+                if not self._verified:
+                    raise ArtifactError(f"the model produced non-finite output (NaN/Inf in {name!r}) for finite "
+                                        f"input of shape {shape}: the artifact may be damaged; it was loaded with "
+                                        "verify=False, load it with verify=True to check its files")
+                raise InputError(f"the model produced non-finite output (NaN/Inf in {name!r}) for finite input "
+                                 f"of shape {shape} (its files are verified): the input is outside what this "
+                                 "model handles")
         return outputs
 
     __call__ = run
@@ -177,10 +190,9 @@ class Session:
 def _waves(audio, checker, sampling_rate: int | None) -> list[np.ndarray]:
     """Paths or arrays -> checked 1-D float32 waves at `checker.sampling_rate` (a FeatureExtractor)."""
     from .audio import load_audio, resample
+    from .features import as_utterances
 
-    items = audio if isinstance(audio, (list, tuple)) else [audio]
-    if not items:
-        raise InputError("no audio given")
+    items = [audio] if isinstance(audio, (str, Path)) else as_utterances(audio)
     rate = checker.sampling_rate
     waves = []
     for i, item in enumerate(items):
@@ -194,17 +206,30 @@ def _waves(audio, checker, sampling_rate: int | None) -> list[np.ndarray]:
     return waves
 
 
+def _check_threads(threads) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                or threads < 1):
+        raise InputError(f"threads must be >= 1 and a whole number (or None: every core), got {threads!r}")
+
+
+def _metadata_map(session, path: Path) -> dict[str, str]:
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except (UnicodeDecodeError, RuntimeError) as exc:  # damaged metadata bytes
+        raise ArtifactError(f"{path}: its metadata is unreadable ({type(exc).__name__}: {exc}); the file is damaged") from exc
+
+
 def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     onnx_meta = require("onnxruntime", "cpu", "reading ONNX metadata")
     try:
-        meta = onnx_meta.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        session = onnx_meta.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ArtifactError(f"{path} cannot be loaded by onnxruntime: {exc}") from exc
-    props = meta.custom_metadata_map
+    props = _metadata_map(session, path)
     try:
         return (props[METADATA_PREFIX + "head"], json.loads(props[METADATA_PREFIX + "config"]),
                 json.loads(props[METADATA_PREFIX + "preprocessor"]))
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError) as exc:
         raise ArtifactError(f"{path} lacks w2vbert metadata ({exc}); was it written by `w2vbert export`?") from exc
 
 
@@ -221,9 +246,7 @@ def _make_session(ort, model_path: Path, provider: str, threads: int | None, spi
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
-        if threads < 1:
-            raise InputError(f"threads must be >= 1, got {threads}")
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = int(threads)
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=providers or [name])
     except Exception as exc:

@@ -1,20 +1,23 @@
 """`w2vbert` command line: a thin shell over exporter/ and runtime/ functions.
 
-torch is imported only by the commands that need it, so `w2vbert inspect`
-works with the runtime alone. User errors print one line and exit with the
-error type's code; `--debug` shows the traceback.
+torch is imported only by the commands that need it, so `w2vbert inspect` works with the
+runtime alone. User errors print one line and exit with the error type's code (a missing
+optional dependency included: exit 8 with the pip command); `--debug` shows the traceback.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
-from runtime.errors import W2VBertError
+from runtime.errors import OptionError, W2VBertError
 
 from ..plan import CALIBRATORS, DEFAULT_OPSET, HEAD_NAMES, TARGETS
+from .common import configure_logging, missing_extra, verbosity
+from .summary import inspect_artifact, print_summary
 from .transcribe import transcribe
 
 log = logging.getLogger("w2vbert")
@@ -24,25 +27,30 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except W2VBertError as exc:
+        except click.UsageError as exc:  # a bad option value: one line, as the package's own errors
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            where = exc.ctx.command_path if exc.ctx else "w2vbert"
+            click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
             sys.exit(exc.exit_code)
+        except (W2VBertError, ImportError) as exc:
+            error = exc if isinstance(exc, W2VBertError) else missing_extra(exc)
+            if error is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            click.echo(f"error: {error}", err=True)
+            sys.exit(error.exit_code)
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="w2vbert-deploy", prog_name="w2vbert")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
-@click.option("-q", "--quiet", is_flag=True, help="Only print errors and results.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print warnings, errors and results.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print debug lines and the libraries' own warnings.")
 @click.pass_context
-def main(ctx, debug, quiet):
+def main(ctx, debug, quiet, verbose):
     """Export Wav2Vec2-BERT checkpoints to verified ONNX artifacts and run them."""
-    ctx.obj = {"debug": debug, "quiet": quiet}
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[w2vbert] %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
+    ctx.obj = {"debug": debug, "quiet": quiet, "verbose": verbose}
+    configure_logging(debug, quiet, verbose)
 
 
 @main.command()
@@ -80,6 +88,7 @@ def main(ctx, debug, quiet):
 @click.option("--triton-repo", type=click.Path(), help="Also write a Triton model repository here.")
 @click.option("--triton-name", help="Triton model name prefix [w2vbert_<head>].")
 @click.option("--triton-gpu", is_flag=True, help="Triton instances on GPU (ORT TensorRT accelerator) instead of CPU.")
+@verbosity
 def export(source, out, head, opset, precision, calibration, calibrator, gate_data, gate_overrides, keep_fp32,
            force, target, with_frontend, engine, min_seconds, opt_seconds, max_seconds, opt_batch, max_batch,
            engine_cache, triton_repo, triton_name, triton_gpu):
@@ -88,7 +97,10 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
     SOURCE is a Hugging Face checkpoint directory (config.json + model.safetensors)
     or a preset: `tiny`, `w2v-bert-2.0` (random weights, the 600M architecture).
     """
+    from runtime.manifest import load_manifest
+
     from ..export import export as run_export
+    from ..plan import TritonPlan
     from ..quantize.gates import parse_overrides
     from ..steps.precisions import QuantOptions
 
@@ -97,15 +109,11 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
                          gates=parse_overrides(gate_overrides), keep_fp32=keep_fp32)
     profile = dict(min_seconds=min_seconds, opt_seconds=opt_seconds, max_seconds=max_seconds,
                    opt_batch=opt_batch, max_batch=max_batch) if engine else None
+    triton = TritonPlan(Path(triton_repo), triton_name, triton_gpu, max_batch) if triton_repo else None
     path = run_export(source, out, head=head, opset=opset, precisions=precisions, force=force,
                       with_frontend=with_frontend, target=target, quant=quant, engine=profile,
-                      engine_cache=engine_cache)
-    _print_summary(path)
-    if triton_repo:
-        from ..targets.triton import write_repository
-
-        for folder in write_repository(path, triton_repo, name=triton_name, gpu=triton_gpu, max_batch=max_batch):
-            click.echo(f"triton     {folder}")
+                      engine_cache=engine_cache, triton=triton)
+    print_summary(load_manifest(path))
 
 
 @main.command()
@@ -118,6 +126,7 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
               help="Reduced precisions: held-out audio / .npy to judge on [the data recorded at export].")
 @click.option("--gate", "gate_overrides", multiple=True, metavar="[PRECISION.]KEY=VALUE",
               help="Reduced precisions: tighten or relax a recorded gate threshold (repeatable).")
+@verbosity
 def verify(artifact, source, precision, backend, gate_data, gate_overrides):
     """Re-check ARTIFACT: sha256 of every file, fp32 parity against the PyTorch reference, and each
     reduced precision's accuracy gate on the data and thresholds its export recorded (needs the
@@ -128,10 +137,15 @@ def verify(artifact, source, precision, backend, gate_data, gate_overrides):
     from ..verify import verify_artifact
 
     overrides = parse_overrides(gate_overrides)
+    manifest = load_manifest(artifact)
+    have = sorted(manifest.data.get("engines", {}) if backend == "tensorrt" else manifest.data["variants"])
+    if precision is not None and precision not in have and (backend != "tensorrt" or have):
+        raise OptionError(f"--precision {precision!r}: {artifact} has no such "
+                          f"{'TensorRT engine' if backend == 'tensorrt' else 'variant'}; it has {', '.join(have)}")
     if precision is not None or backend == "tensorrt":
         precisions = [precision or "fp32"]
     else:
-        precisions = list(load_manifest(artifact).data["variants"])
+        precisions = list(manifest.data["variants"])
     for i, name in enumerate(precisions):
         rows = verify_artifact(artifact, source=source, precision=name, backend=backend, gate_data=gate_data,
                                gates=overrides, check_files=i == 0)
@@ -143,53 +157,11 @@ def verify(artifact, source, precision, backend, gate_data, gate_overrides):
 
 @main.command()
 @click.argument("artifact", type=click.Path())
-def inspect(artifact):
-    """Print the manifest summary of ARTIFACT (runtime only, no torch)."""
-    _print_summary(artifact)
-
-
-def _print_summary(path) -> None:
-    from runtime.manifest import CPU_FORM, load_manifest
-
-    manifest = load_manifest(path)
-    data, config = manifest.data, manifest.config
-    click.echo(f"artifact   {manifest.root}")
-    click.echo(f"head       {data['head']}   source {data.get('source')}   opset {data.get('opset')}")
-    click.echo(f"model      {config['num_hidden_layers']} layers, hidden {config['hidden_size']}, "
-               f"{config['num_attention_heads']} heads, position {config['position_embeddings_type']}, "
-               f"adapter {'yes' if config['add_adapter'] else 'no'}")
-    for spec in data["inputs"]:
-        click.echo(f"input      {spec['name']:<18} {spec['dtype']:<8} {spec['shape']}")
-    for spec in data["outputs"]:
-        click.echo(f"output     {spec['name']:<18} {spec['dtype']:<8} {spec['shape']}")
-    click.echo(f"lengths    {data.get('output_length_formula')}; min frames {data.get('min_frames')}")
-    for precision, variant in data["variants"].items():
-        size = sum(data["files"][f]["bytes"] for f in variant["files"]) / 1e6
-        if "gate" in variant:
-            metrics = variant["gate"]["metrics"]
-            check = "gate " + ", ".join(f"{k} {metrics[k]:.4g}" for k in ("cosine", "agreement", "cer")
-                                        if k in metrics)
-            if variant.get("kept_fp32"):
-                check += f", {len(variant['kept_fp32'])} MatMuls kept fp32"
-        else:
-            check = "max abs err: " + ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in variant.get("parity", {}).items())
-        click.echo(f"variant    {precision:<8} {variant['file']:<22} {size:9.1f} MB  target {variant['target']}"
-                   f"  {check}")
-        if CPU_FORM in variant:
-            form = variant[CPU_FORM]
-            extra = sum(data["files"][f]["bytes"] for f in form["files"] if f not in variant["files"]) / 1e6
-            click.echo(f"  cpu form {form['file']:<31} +{extra:8.1f} MB  Add + LayerNormalization for the CPU provider")
-    for precision, entry in data.get("engines", {}).items():
-        p = entry["profile"]
-        click.echo(f"engine     {precision:<8} {entry['file']:<22} TensorRT {entry['tensorrt']} on {entry['gpu']} "
-                   f"(sm {entry['compute_capability']}); batch {p['min_batch']}..{p['max_batch']}, "
-                   f"frames {p['min_frames']}..{p['max_frames']}")
-    versions = ", ".join(f"{k} {v}" for k, v in data.get("versions", {}).items())
-    click.echo(f"versions   {versions}")
-    if data.get("machine"):  # the gate figures were measured with this CPU's int8 kernel
-        from ..machine import describe
-
-        click.echo(f"exported   on {describe(data['machine'])}")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+@verbosity
+def inspect(artifact, as_json):
+    """Print the manifest summary of ARTIFACT (runtime only, no torch); a missing file is an error."""
+    inspect_artifact(artifact, as_json)
 
 
 main.add_command(transcribe)

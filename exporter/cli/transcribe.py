@@ -10,54 +10,114 @@ from pathlib import Path
 import click
 import numpy as np
 
+from .common import verbosity
+
 
 @click.command()
 @click.argument("artifact", type=click.Path())
 @click.argument("audio", nargs=-1, required=True, type=click.Path())
 @click.option("--precision", default="fp32", show_default=True, help="Artifact variant to run.")
 @click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "tensorrt"]))
-@click.option("--threads", type=int, help="onnxruntime intra-op threads (default: all cores).")
-@click.option("--batch-size", default=8, show_default=True, help="Utterances (or chunks) per model call.")
-@click.option("--chunk-seconds", default=30.0, show_default=True, help="CTC: chunk length for long audio.")
-@click.option("--overlap-seconds", default=2.0, show_default=True, help="CTC: context on each side of a chunk.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: all cores).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Utterances (or chunks) per model call.")
+@click.option("--chunk-seconds", default=30.0, show_default=True, help="CTC: chunk length for long audio (>= 1).")
+@click.option("--overlap-seconds", default=2.0, show_default=True, help="CTC: context on each side of a chunk (>= 0).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--out-dir", type=click.Path(), default="embeddings", show_default=True,
               help="Where XVector / Model outputs are saved as <audio name>.npy.")
+@click.option("--overwrite", is_flag=True, help="Replace .npy files that already exist in --out-dir.")
+@verbosity
 @click.pass_context
 def transcribe(ctx, artifact, audio, precision, provider, threads, batch_size, chunk_seconds, overlap_seconds,
-               as_json, out_dir):
+               as_json, out_dir, overwrite):
     """Run ARTIFACT on AUDIO files: text (CTC), labels (classification) or embeddings (XVector).
 
     wav / flac / ogg; other sample rates are resampled to 16 kHz; multi-channel files use the
-    first channel (as transformers does).
+    first channel (as transformers does). A file that cannot be read is reported and the others
+    still run; the exit code is then non-zero.
     """
     run_transcribe(artifact, list(audio), precision=precision, provider=provider, threads=threads,
                    batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
-                   as_json=as_json, out_dir=out_dir, progress=not ctx.obj["quiet"])
+                   as_json=as_json, out_dir=out_dir, progress=not ctx.find_root().obj["quiet"], overwrite=overwrite)
 
 
 def run_transcribe(artifact, paths: list[str], precision: str, provider: str, threads: int | None,
                    batch_size: int, chunk_seconds: float, overlap_seconds: float, as_json: bool,
-                   out_dir: str, progress: bool = True) -> None:
-    from runtime.audio import load_audio
+                   out_dir: str, progress: bool = True, overwrite: bool = False) -> None:
+    from runtime.errors import InputError
     from runtime.session import Session  # here: `w2vbert --help` and `inspect` need no onnxruntime
 
+    _refuse_raw_audio_variant(artifact, precision)
     session = Session(artifact, precision=precision, provider=provider, threads=threads)
     pipe = session.pipeline(batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
-    waves = []
-    with _bar(paths, "loading audio", progress) as bar:
-        for path in bar:
-            waves.append(load_audio(path, pipe.rate))
+    targets = _save_targets(session.head, paths, Path(out_dir), overwrite)
+    waves, failed = _load_all(paths, pipe.rate, progress)
+    good = [i for i in range(len(paths)) if i not in failed]
     # Sorted by length so each batch pads little; printed back in the order given.
-    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-    results = [None] * len(waves)
+    order = sorted(good, key=lambda i: len(waves[i]))
+    results = {}
     groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     with _bar(groups, "running model", progress) as bar:
         for group in bar:
             for i, result in zip(group, pipe([waves[i] for i in group])):
                 results[i] = result
-    for path, result in zip(paths, results):
-        _emit(path, result, as_json, Path(out_dir))
+    for i, path in enumerate(paths):
+        if i in failed:
+            click.echo(f"error: {failed[i]}", err=True)  # each message names its file
+        else:
+            _emit(path, results[i], as_json, targets.get(i))
+    if failed:
+        raise InputError(f"{len(failed)} of {len(paths)} audio files could not be read (see above); "
+                         f"the other {len(paths) - len(failed)} ran")
+
+
+def _refuse_raw_audio_variant(artifact, precision: str) -> None:
+    from runtime.errors import OptionError
+    from runtime.manifest import load_manifest
+
+    if Path(artifact).is_dir():
+        variant = load_manifest(artifact).data["variants"].get(precision, {})
+        if variant.get("frontend"):
+            raise OptionError(f"--precision {precision} is the raw-audio graph for ONNX Runtime callers; transcribe "
+                              "computes the same features itself: use --precision fp32 (the same model)")
+
+
+def _save_targets(head: str, paths: list[str], out_dir: Path, overwrite: bool) -> dict[int, Path]:
+    """Where each input's array goes (XVector, Model heads); collisions and existing files refused first."""
+    from runtime.errors import OptionError
+
+    if head not in ("XVector", "Model"):
+        return {}
+    targets = {i: out_dir / (Path(p).stem + ".npy") for i, p in enumerate(paths)}
+    by_target: dict[Path, list[str]] = {}
+    for i, target in targets.items():
+        by_target.setdefault(target, []).append(paths[i])
+    clashes = {t: ps for t, ps in by_target.items() if len(ps) > 1}
+    if clashes:
+        target, sources = next(iter(clashes.items()))
+        raise OptionError(f"{' and '.join(sources)} would both be saved as {target}; give the files different "
+                          "names, or run them with different --out-dir")
+    existing = [str(t) for t in targets.values() if t.exists()]
+    if existing and not overwrite:
+        raise OptionError(f"{', '.join(existing[:3])} already exist{'s' if len(existing) == 1 else ''}; pass "
+                          "--overwrite to replace, or choose another --out-dir")
+    return targets
+
+
+def _load_all(paths: list[str], rate: int, progress: bool):
+    """Every readable file's samples; {index: error message} for the others."""
+    from runtime.audio import load_audio
+    from runtime.errors import InputError
+
+    waves, failed = {}, {}
+    with _bar(list(enumerate(paths)), "loading audio", progress) as bar:
+        for i, path in bar:
+            try:
+                waves[i] = load_audio(path, rate)
+            except InputError as exc:
+                failed[i] = str(exc)
+    return waves, failed
 
 
 def _bar(items, label: str, shown: bool):
@@ -66,12 +126,11 @@ def _bar(items, label: str, shown: bool):
     return click.progressbar(items, label=label, file=sys.stderr, show_pos=True)
 
 
-def _emit(path: str, result, as_json: bool, out_dir: Path) -> None:
+def _emit(path: str, result, as_json: bool, target: Path | None) -> None:
     record = {"file": path, **result.to_json()}
     array = result.embedding if result.embedding is not None else result.hidden
     if array is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / (Path(path).stem + ".npy")
+        target.parent.mkdir(parents=True, exist_ok=True)
         np.save(target, array)
         record["saved"] = str(target)
         record.pop("embedding", None)

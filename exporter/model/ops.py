@@ -38,8 +38,10 @@ def attend(q, k, v, key_mask, position_bias, heads: int):
 
 
 def _mha(g, q, k, v, zero_bias, mask, *bias, heads):
-    return g.op("com.microsoft::MultiHeadAttention", q, k, v, zero_bias, mask, *bias,
-                num_heads_i=heads, scale_f=1.0, mask_filter_value_f=MASK_VALUE)
+    out = g.op("com.microsoft::MultiHeadAttention", q, k, v, zero_bias, mask, *bias,
+               num_heads_i=heads, scale_f=1.0, mask_filter_value_f=MASK_VALUE)
+    out.setType(q.type())  # (B, T, C) like q: torch's shape inference cannot know a contrib op's output
+    return out
 
 
 class _MultiHeadAttention(torch.autograd.Function):
@@ -80,8 +82,14 @@ class _SkipLayerNorm(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, skip, gamma, beta, eps):
-        out, _, _, summed = g.op("com.microsoft::SkipLayerNormalization", x, skip, gamma, beta,
-                                 epsilon_f=eps, outputs=4)
+        out, mean, inv_std, summed = g.op("com.microsoft::SkipLayerNormalization", x, skip, gamma, beta,
+                                          epsilon_f=eps, outputs=4)
+        # Typed here: torch cannot infer a contrib op's outputs (and warns about each node).
+        out.setType(x.type())
+        summed.setType(x.type())
+        sizes = x.type().varyingSizes()  # mean and inv_std: (..., 1), reduced over the last axis
+        for stat in (mean, inv_std):
+            stat.setType(x.type().with_sizes(sizes[:-1] + [1]) if sizes else x.type())
         return out, summed
 
 

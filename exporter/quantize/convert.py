@@ -34,7 +34,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import DependencyError, ExportError
+from runtime.errors import DependencyError, ExportError, OptionError
 
 from ..passes.unfuse_skip_layernorm import unfuse_skip_layernorm
 from ..plan import CALIBRATORS
@@ -97,20 +97,8 @@ def quantize(src: Path, dst: Path, precision: str, *, exclude=(), calibration=No
     work.mkdir()
     try:
         tmp = work / "model.onnx"
-        if precision == "fp16":
-            _fp16(src, tmp, exclude)
-        elif precision == "int8":
-            int8_dynamic(src, tmp, exclude, int8_format)
-        elif precision == "int8-qdq":
-            if not calibration:
-                raise ExportError("int8-qdq needs calibration inputs (--calibration PATH)")
-            if calibrator not in CALIBRATORS:
-                raise ExportError(f"calibrator {calibrator!r} is unknown; expected one of {', '.join(CALIBRATORS)}")
-            int8_qdq(src, tmp, exclude, calibration, calibrator, int8_format)
-        elif precision == "int4":
-            _int4(src, tmp, exclude)
-        else:
-            raise ExportError(f"precision {precision!r} is not a quantized precision")
+        with _library_warnings():
+            _convert(src, tmp, precision, exclude, calibration, calibrator, int8_format)
         metadata = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
         metadata["w2vbert.precision"] = precision
         # int8 dynamic and int4 only run on ORT's CPU kernels, and int8-qdq runs on ORT's CPU kernels or
@@ -120,6 +108,40 @@ def quantize(src: Path, dst: Path, precision: str, *, exclude=(), calibration=No
         consolidate(tmp, dst, metadata, replace=True, transform=unfuse)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _library_warnings():
+    """onnxruntime's quantizers warn on the root logger ("Please consider to run pre-processing before
+    quantization", up to 18 times per export: we quantize chosen weight MatMuls only, with shapes
+    known). Shown with -v (the w2vbert logger at DEBUG), otherwise kept back."""
+    root = logging.getLogger()
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _convert(src: Path, tmp: Path, precision: str, exclude, calibration, calibrator: str, int8_format) -> None:
+    if precision == "fp16":
+        _fp16(src, tmp, exclude)
+    elif precision == "int8":
+        int8_dynamic(src, tmp, exclude, int8_format)
+    elif precision == "int8-qdq":
+        if not calibration:
+            raise ExportError("int8-qdq needs calibration inputs (--calibration PATH)")
+        if calibrator not in CALIBRATORS:
+            raise OptionError(f"calibrator {calibrator!r} is unknown; expected one of {', '.join(CALIBRATORS)}")
+        int8_qdq(src, tmp, exclude, calibration, calibrator, int8_format)
+    elif precision == "int4":
+        _int4(src, tmp, exclude)
+    else:
+        raise ExportError(f"precision {precision!r} is not a quantized precision")
 
 
 def _need_onnxruntime_quantization() -> None:

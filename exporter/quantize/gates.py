@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from runtime.decode import edit_distance, greedy_ids
-from runtime.errors import ExportError
+from runtime.errors import OptionError
 from runtime.shapes import output_frames
 
 from ..model.registry import HEADS
@@ -105,12 +105,12 @@ def parse_overrides(items) -> dict[str, dict[str, float]]:
         key, sep, value = item.partition("=")
         scope, _, name = key.rpartition(".")
         if not sep or name not in known or (scope and scope not in GATE_DEFAULTS):
-            raise ExportError(f"gate override {item!r} is not [PRECISION.]KEY=VALUE with KEY in {sorted(known)} "
+            raise OptionError(f"gate override {item!r} is not [PRECISION.]KEY=VALUE with KEY in {sorted(known)} "
                               f"and PRECISION in {sorted(GATE_DEFAULTS)}")
         try:
             out.setdefault(scope or "*", {})[name] = float(value)
         except ValueError as exc:
-            raise ExportError(f"gate override {item!r}: {value!r} is not a number") from exc
+            raise OptionError(f"gate override {item!r}: {value!r} is not a number") from exc
     return out
 
 
@@ -134,7 +134,7 @@ def with_overrides(table: dict[str, float], precision: str, overrides: dict | No
         given = (overrides or {}).get(scope, {})
         unknown = sorted(set(given) - set(table))
         if unknown:
-            raise ExportError(f"gate override {', '.join(unknown)} does not apply to the {precision} gate"
+            raise OptionError(f"gate override {', '.join(unknown)} does not apply to the {precision} gate"
                               f"{' of the ' + head + ' head' if head else ''}; its thresholds are "
                               f"{', '.join(sorted(table))}")
         table.update(given)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.errors import ExportError, GateError
+from runtime.errors import GateError, OptionError
 
 from ..artifact import variant_entry
 from ..parity.runners import ort_runner
@@ -83,13 +83,14 @@ def _build_gated(context: dict, precision: str, name: str, options: QuantOptions
 
     kept = _explicit_keep(options.keep_fp32, names)
     result = build_and_gate(kept)
-    log.info("%s", result.report())
     ranking = None
     if not result.passed and options.keep_fp32 == "auto":
+        log.info("%s", result.report())
         log.info("%s failed its gate: ranking %d layer groups by sensitivity", precision,
                  len(sensitivity.layer_groups(names)))
         ranking = sensitivity.rank(names, build_and_gate)
         result, kept = sensitivity.keep_until_pass(names, ranking, build_and_gate)
+    if result.passed:  # a failure's report is the GateError's message: printed once
         log.info("%s", result.report())
     return result, kept, ranking
 
@@ -101,7 +102,7 @@ def _explicit_keep(keep: str, names: list[str]) -> list[str]:
     kept = [n for n in names if any(p in n for p in patterns)]
     unmatched = [p for p in patterns if not any(p in n for n in names)]
     if unmatched:
-        raise ExportError(f"--keep-fp32 pattern(s) {unmatched} match no weight MatMul; names look like "
+        raise OptionError(f"--keep-fp32 pattern(s) {unmatched} match no weight MatMul; names look like "
                           f"{names[0]!r}")
     return kept
 

@@ -17,10 +17,10 @@ import os
 import shutil
 from pathlib import Path
 
-from runtime.errors import ExportError
+from runtime.errors import ExportError, OptionError
 from runtime.manifest import load_manifest
 
-from ..plan import TENSORRT_PLANS
+from ..plan import TENSORRT_PLANS, triton_model_name
 
 log = logging.getLogger("w2vbert")
 
@@ -69,17 +69,23 @@ def _place(source: Path, target: Path) -> None:
 
 
 def write_repository(artifact: str | Path, repo: str | Path, name: str | None = None, gpu: bool = False,
-                     max_batch: int = 8, threads: int | None = None) -> list[Path]:
-    """One Triton model per ONNX variant (and per TensorRT plan) of `artifact`; returns model dirs."""
+                     max_batch: int = 8, threads: int | None = None, force: bool = False) -> list[Path]:
+    """One Triton model per ONNX variant (and per TensorRT plan) of `artifact`; returns model dirs.
+
+    A model folder that exists is replaced only with `force` and only when it holds a config.pbtxt
+    (one written by us); every folder is checked before any is written."""
     manifest = load_manifest(artifact)
     data = manifest.data
     name = name or f"w2vbert_{data['head'].lower()}"
     repo = Path(repo)
+    variants = {p: v for p, v in data["variants"].items() if not v.get("frontend")}  # raw audio: other inputs
+    folders = [repo / triton_model_name(name, p) for p in variants]
+    folders += [repo / f"{name}_{p}_trt" for p in data.get("engines", {})]
+    for folder in folders:
+        _check_replaceable(folder, force)
     written = []
-    for precision, variant in data["variants"].items():
-        if variant.get("frontend"):
-            continue  # raw-audio variant: different inputs; serve the features model instead
-        folder = repo / f"{name}_{precision.replace('-', '_')}"
+    for precision, variant in variants.items():
+        folder = repo / triton_model_name(name, precision)
         _fresh(folder)
         form = manifest.form(precision, "cuda" if gpu else "cpu")
         for file in form["files"]:
@@ -101,8 +107,15 @@ def write_repository(artifact: str | Path, repo: str | Path, name: str | None = 
     return written
 
 
-def _fresh(folder: Path) -> None:
-    if folder.exists() and not (folder / "config.pbtxt").is_file():
+def _check_replaceable(folder: Path, force: bool) -> None:
+    if not folder.exists():
+        return
+    if not (folder / "config.pbtxt").is_file():
         raise ExportError(f"{folder} exists and is not a Triton model written by w2vbert; refusing to replace it")
+    if not force:
+        raise OptionError(f"{folder} already exists; pass force=True (--force) to replace it")
+
+
+def _fresh(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "1").mkdir(parents=True)

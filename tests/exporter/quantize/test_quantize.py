@@ -22,7 +22,7 @@ from exporter.parity.compare import SCALED, TOLERANCES, compare
 from exporter.quantize.sensitivity import group_of, layer_groups
 from exporter.steps.precisions import QuantOptions
 from runtime import Session
-from runtime.errors import ExportError, GateError, InputError
+from runtime.errors import ExportError, GateError, InputError, OptionError
 
 from ...conftest import padded_batch, permissive_gate_args, permissive_quant
 
@@ -270,5 +270,5 @@ def test_cli_calibration_gate_data_and_explicit_keep(tmp_path):
     assert not kept_inputs & dequantized  # the kept MatMuls read their fp32 weights directly
     result = CliRunner().invoke(main, ["export", "-o", str(tmp_path / "b"), "--precision", "fp32,int8",
                                        "--keep-fp32", "no_such_layer"])
-    assert result.exit_code == ExportError.exit_code and "match no weight MatMul" in result.output
+    assert result.exit_code == OptionError.exit_code and "match no weight MatMul" in result.output
     assert not (tmp_path / "b").exists()

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from exporter.cli import main
 from exporter.export import export
 from runtime import Session
-from runtime.errors import ArtifactError, DependencyError, ExportError, InputError
+from runtime.errors import ArtifactError, DependencyError, InputError, OptionError
 from runtime.manifest import file_entry
 from runtime.providers import provider_options
 from runtime.trt_profile import ShapeProfile, check_in_profile, engine_cache_key
@@ -112,7 +112,7 @@ def test_trt_engine_provider_errors(trt_artifact, tmp_path):
 def test_engine_export_refusals_leave_nothing(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["export", "tiny", "-o", str(tmp_path / "a"), "--engine"])
-    assert result.exit_code == ExportError.exit_code and "--engine needs --target tensorrt" in result.output
+    assert result.exit_code == OptionError.exit_code and "--engine needs --target tensorrt" in result.output
     result = runner.invoke(main, ["export", "tiny", "-o", str(tmp_path / "b"), "--target", "tensorrt", "--engine",
                                   "--min-seconds", "20", "--opt-seconds", "10"])
     assert result.exit_code == InputError.exit_code and "profile frames" in result.output
