@@ -53,12 +53,14 @@ def run_transcribe(artifact, paths: list[str], precision: str, provider: str, th
     pipe = session.pipeline(batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
     targets = _save_targets(session.head, paths, Path(out_dir), overwrite)
     waves, failed = _load_all(paths, pipe.rate, progress)
+    if len(paths) == 1 and failed:
+        raise failed[0]
     good = [i for i in range(len(paths)) if i not in failed]
     # Sorted by length so each batch pads little; printed back in the order given.
     order = sorted(good, key=lambda i: len(waves[i]))
     results = {}
     groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    with _bar(groups, "running model", progress) as bar:
+    with _bar(groups, "running model", progress and bool(groups)) as bar:
         for group in bar:
             for i, result in zip(group, pipe([waves[i] for i in group])):
                 results[i] = result
@@ -116,7 +118,7 @@ def _load_all(paths: list[str], rate: int, progress: bool):
             try:
                 waves[i] = load_audio(path, rate)
             except InputError as exc:
-                failed[i] = str(exc)
+                failed[i] = exc
     return waves, failed
 
 

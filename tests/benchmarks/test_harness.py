@@ -69,12 +69,18 @@ def test_worker_env_sets_or_clears_the_wait_policy(monkeypatch):
 
 
 @pytest.mark.parametrize("spin", [False, True], ids=["idle-threads-sleep", "library-default-spin"])
-def test_quick_benchmark_end_to_end_writes_schema(tmp_path, spin):
+def test_quick_benchmark_end_to_end_writes_schema(tmp_path, spin, monkeypatch):
     """The real harness on the tiny preset: workers, JSON schema, markdown and a PNG."""
+    import tempfile
+
     from benchmarks.run import benchmark
 
     grid = Grid(durations=(1.0,), batches=(1,), threads=1, warmup=0, repeats=2, spin=spin)
-    data = benchmark("tiny", tmp_path / "out", grid, work_dir=tmp_path / "work")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    # one run keeps its exports in --work-dir, the other in a temporary directory it must remove
+    data = benchmark("tiny", tmp_path / "out", grid, work_dir=None if spin else tmp_path / "work")
+    assert list((tmp_path / "tmp").glob("w2vbert-bench-*")) == []
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["schema"] == "w2vbert-deploy/benchmark" and saved["schema_version"] == 1
     for key in ("machine", "versions", "peaks", "grid", "model", "backends", "skipped", "results"):

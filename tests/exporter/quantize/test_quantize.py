@@ -163,6 +163,7 @@ def test_gate_fails_on_damaged_model_and_writes_nothing(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["export", "-o", str(tmp_path / "art"), "--force", "--precision", "fp32,int8"])
     assert result.exit_code == GateError.exit_code, result.output
     assert "int8 accuracy gate FAILED" in result.output and "agreement" in result.output
+    assert result.output.count("int8 accuracy gate FAILED") == 1  # the report is printed once
     assert "Traceback" not in result.output
     assert sorted(p.name for p in previous.iterdir()) == before  # the old artifact is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no staging left behind
