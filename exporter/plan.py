@@ -120,7 +120,8 @@ def check_triton(triton: TritonPlan, head: str, precisions, force: bool) -> None
         _check_creatable(repo, "--triton-repo")
         return
     prefix = triton.name or f"w2vbert_{head.lower()}"
-    taken = [triton_model_name(prefix, p) for p in precisions if (repo / triton_model_name(prefix, p)).exists()]
+    names = [triton_model_name(prefix, p) for p in precisions] + [f"{prefix}_audio"]
+    taken = [name for name in names if (repo / name).exists()]
     foreign = [name for name in taken if not (repo / name / "config.pbtxt").is_file()]
     if foreign:
         raise OptionError(f"--triton-repo {repo} holds {', '.join(foreign)}, which are not Triton models written "

@@ -17,7 +17,7 @@ log = logging.getLogger("w2vbert")
 EXTRAS = {"torch": "export", "onnx": "export", "onnxsim": "export", "polygraphy": "export",
           "safetensors": "export", "onnx_ir": "export", "cpuinfo": "export", "onnxruntime": "cpu",
           "soundfile": "cpu", "scipy": "cpu", "numba": "cpu", "matplotlib": "bench", "rich": "bench",
-          "tensorrt": "gpu", "transformers": "test"}
+          "tensorrt": "gpu", "transformers": "test", "pytriton": "serve", "tritonclient": "serve"}
 
 
 def configure_logging(debug: bool = False, quiet: bool = False, verbose: bool = False) -> None:

@@ -17,6 +17,7 @@ from runtime.errors import OptionError, W2VBertError
 
 from ..plan import CALIBRATORS, DEFAULT_OPSET, HEAD_NAMES, TARGETS
 from .common import configure_logging, missing_extra, verbosity
+from .serve import serve
 from .summary import inspect_artifact, print_summary
 from .transcribe import transcribe
 
@@ -165,6 +166,7 @@ def inspect(artifact, as_json):
 
 
 main.add_command(transcribe)
+main.add_command(serve)
 
 
 def _add_registered_commands(group: click.Group) -> None:

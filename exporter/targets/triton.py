@@ -3,10 +3,11 @@
     DIR/<name>_<precision>/config.pbtxt
     DIR/<name>_<precision>/1/model.onnx (+ its external data file)   backend onnxruntime
     DIR/<name>_<precision>_trt/1/model.plan                           backend tensorrt
+    DIR/<name>_audio/1/model.py (+ 1/artifact/)                       backend python: raw audio in
 
 Dims exclude the batch axis (max_batch_size > 0) and are -1 where the model is dynamic.
-Dynamic batching only merges requests whose shapes are equal: clients should pad audio to a
-few length buckets (e.g. whole seconds) so requests can share a batch. The text follows
+Dynamic batching only merges feature requests whose shapes are equal; the audio model's input is
+ragged, so audio of any length shares a batch (exporter.targets.triton_python). The text follows
 Triton's ModelConfig protobuf schema; the tests parse it with tritonclient's model_config_pb2.
 """
 
@@ -21,6 +22,7 @@ from runtime.errors import ExportError, OptionError
 from runtime.manifest import load_manifest
 
 from ..plan import TENSORRT_PLANS, triton_model_name
+from .triton_python import default_max_audio_seconds, link_artifact, python_model_config, write_python_model
 
 log = logging.getLogger("w2vbert")
 
@@ -70,7 +72,8 @@ def _place(source: Path, target: Path) -> None:
 
 def write_repository(artifact: str | Path, repo: str | Path, name: str | None = None, gpu: bool = False,
                      max_batch: int = 8, threads: int | None = None, force: bool = False) -> list[Path]:
-    """One Triton model per ONNX variant (and per TensorRT plan) of `artifact`; returns model dirs.
+    """One Triton model per ONNX variant (and per TensorRT plan) of `artifact`, and `<name>_audio`
+    (Python backend: raw audio in, results out, fp32, with the files it reads inside); returns model dirs.
 
     A model folder that exists is replaced only with `force` and only when it holds a config.pbtxt
     (one written by us); every folder is checked before any is written."""
@@ -78,33 +81,47 @@ def write_repository(artifact: str | Path, repo: str | Path, name: str | None = 
     data = manifest.data
     name = name or f"w2vbert_{data['head'].lower()}"
     repo = Path(repo)
-    variants = {p: v for p, v in data["variants"].items() if not v.get("frontend")}  # raw audio: other inputs
+    variants = [p for p, v in data["variants"].items() if not v.get("frontend")]  # raw audio: other inputs
     folders = [repo / triton_model_name(name, p) for p in variants]
-    folders += [repo / f"{name}_{p}_trt" for p in data.get("engines", {})]
+    folders += [repo / f"{name}_{p}_trt" for p in data.get("engines", {})] + [repo / f"{name}_audio"]
     for folder in folders:
         _check_replaceable(folder, force)
-    written = []
-    for precision, variant in variants.items():
-        folder = repo / triton_model_name(name, precision)
-        _fresh(folder)
-        form = manifest.form(precision, "cuda" if gpu else "cpu")
-        for file in form["files"]:
-            target = "model.onnx" if file == form["file"] else file  # the data file keeps its name
-            _place(manifest.safe_path(file), folder / "1" / target)
-        instance = "KIND_GPU" if gpu else "KIND_CPU"
-        (folder / "config.pbtxt").write_text(model_config(folder.name, data, "onnxruntime", max_batch, instance,
-                                                          precision=precision, threads=threads))
-        written.append(folder)
-    for precision, engine in data.get("engines", {}).items():
-        folder = repo / f"{name}_{precision}_trt"
-        _fresh(folder)
-        _place(manifest.safe_path(engine["file"]), folder / "1" / "model.plan")
-        batch = min(max_batch, engine["profile"]["max_batch"])
-        (folder / "config.pbtxt").write_text(model_config(folder.name, data, "tensorrt", batch, "KIND_GPU",
-                                                          precision=precision))
-        written.append(folder)
+    written = [_onnx_model(manifest, repo / triton_model_name(name, p), p, gpu, max_batch, threads) for p in variants]
+    written += [_plan_model(manifest, repo / f"{name}_{p}_trt", p, max_batch) for p in data.get("engines", {})]
+    written.append(_audio_model(manifest, repo / f"{name}_audio", max_batch, threads))
     log.info("wrote %d Triton model(s) to %s", len(written), repo)
     return written
+
+
+def _onnx_model(manifest, folder: Path, precision: str, gpu: bool, max_batch: int, threads) -> Path:
+    _fresh(folder)
+    form = manifest.form(precision, "cuda" if gpu else "cpu")
+    for file in form["files"]:
+        target = "model.onnx" if file == form["file"] else file  # the data file keeps its name
+        _place(manifest.safe_path(file), folder / "1" / target)
+    instance = "KIND_GPU" if gpu else "KIND_CPU"
+    (folder / "config.pbtxt").write_text(model_config(folder.name, manifest.data, "onnxruntime", max_batch, instance,
+                                                      precision=precision, threads=threads))
+    return folder
+
+
+def _plan_model(manifest, folder: Path, precision: str, max_batch: int) -> Path:
+    _fresh(folder)
+    engine = manifest.data["engines"][precision]
+    _place(manifest.safe_path(engine["file"]), folder / "1" / "model.plan")
+    batch = min(max_batch, engine["profile"]["max_batch"])
+    (folder / "config.pbtxt").write_text(model_config(folder.name, manifest.data, "tensorrt", batch, "KIND_GPU",
+                                                      precision=precision))
+    return folder
+
+
+def _audio_model(manifest, folder: Path, max_batch: int, threads) -> Path:
+    """The audio model carries the fp32 files it reads (hard links), so the repository moves as one."""
+    _fresh(folder)
+    link_artifact(manifest, "fp32", folder / "1" / "artifact")
+    params = {"artifact": "artifact", "precision": "fp32", "threads": threads,
+              "max_audio_seconds": default_max_audio_seconds(manifest.config), "batch_size": max_batch}
+    return write_python_model(folder, python_model_config(folder.name, "audio", manifest, params, max_batch))
 
 
 def _check_replaceable(folder: Path, force: bool) -> None:

@@ -15,6 +15,7 @@ from google.protobuf import text_format
 
 from exporter.cli import main
 from exporter.targets.triton import write_repository
+from runtime import Session
 from runtime.errors import ExportError
 from runtime.manifest import file_entry
 from runtime.trt_profile import ShapeProfile
@@ -45,8 +46,8 @@ def repo(tmp_path_factory):
 
 def test_onnx_models_match_their_configs_and_run(repo):
     folders = sorted((repo / "repo").iterdir())
-    assert [f.name for f in folders] == ["w2vbert_ctc_fp32", "w2vbert_ctc_int8"]
-    for folder in folders:
+    assert [f.name for f in folders] == ["w2vbert_ctc_audio", "w2vbert_ctc_fp32", "w2vbert_ctc_int8"]
+    for folder in folders[1:]:  # the onnxruntime-backend models (the audio model: next test)
         config = parse(folder)
         assert config.name == folder.name and config.backend == "onnxruntime" and config.max_batch_size == 8
         assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
@@ -70,6 +71,25 @@ def test_onnx_models_match_their_configs_and_run(repo):
         outputs = session.run(None, feeds)
         for tensor, value in zip(config.output, outputs):
             assert value.shape[0] == 2 and all(d == -1 or d == v for d, v in zip(tensor.dims, value.shape[1:]))
+
+
+def test_audio_model_is_a_python_backend_model_with_its_files(repo):
+    folder = repo / "repo" / "w2vbert_ctc_audio"
+    config = parse(folder)
+    assert config.backend == "python" and config.max_batch_size == 8
+    audio, rate = config.input
+    assert (audio.name, audio.data_type, list(audio.dims), audio.allow_ragged_batch) == \
+        ("audio", model_config_pb2.TYPE_FP32, [-1], True)
+    assert (rate.name, rate.data_type, list(rate.dims), rate.optional) == \
+        ("sampling_rate", model_config_pb2.TYPE_INT32, [1], True)
+    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [("text", model_config_pb2.TYPE_STRING, [1])]
+    assert config.parameters["kind"].string_value == "audio"
+    assert config.parameters["artifact"].string_value == "artifact"
+    assert "from runtime.triton_model import TritonPythonModel" in (folder / "1" / "model.py").read_text()
+    inside = sorted(p.name for p in (folder / "1" / "artifact").iterdir())
+    assert inside == ["manifest.json", "model.fp32.cpu.onnx", "preprocessor_config.json", "special_tokens_map.json",
+                      "tokenizer_config.json", "vocab.json"]
+    Session(folder / "1" / "artifact")  # loads: the manifest and the files it reads are there
 
 
 def test_gpu_instances_get_the_tensorrt_accelerator(repo, tmp_path):

@@ -1,0 +1,273 @@
+"""A real Triton Inference Server (nvidia-pytriton's tritonserver) serving an artifact on localhost.
+
+Every server is started by the test and stopped at the end, failures included; every client loop
+is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton", reason="needs the serve extra: pip install -e '.[serve]' (nvidia-pytriton)")
+http = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the serve extra)")
+grpc = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the serve extra)")
+
+from exporter.export import export  # noqa: E402
+from exporter.model.sources import BUNDLED  # noqa: E402
+from exporter.plan import TritonPlan  # noqa: E402
+from exporter.targets.triton_python import ServeOptions, serving_repository  # noqa: E402
+from exporter.targets.triton_server import Ports, TritonServer  # noqa: E402
+from runtime import Session  # noqa: E402
+from runtime.audio import load_audio  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLES = sorted((BUNDLED / "samples").glob("*.wav"))
+LIMIT_SECONDS = 6.0  # --max-audio-seconds of the served models
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    work = tmp_path_factory.mktemp("serve")
+    art = export(None, work / "digits")
+    names = serving_repository(art, work / "repository", None,
+                               ServeOptions(max_batch=8, queue_delay_ms=20, max_audio_seconds=LIMIT_SECONDS))
+    server = TritonServer(work / "repository", work, Ports(*free_ports(3)))
+    server.start(timeout=180)
+    try:
+        yield server, art, names
+    finally:
+        server.stop()
+
+
+def http_client(server):
+    return http.InferenceServerClient(f"127.0.0.1:{server.ports.http}", connection_timeout=60, network_timeout=60)
+
+
+def audio_inputs(module, wave, rate=None, dtype="FP32"):
+    audio = module.InferInput("audio", [1, len(wave)], dtype)
+    audio.set_data_from_numpy(np.asarray(wave)[None])
+    inputs = [audio]
+    if rate is not None:
+        rate_input = module.InferInput("sampling_rate", [1, 1], "INT32")
+        rate_input.set_data_from_numpy(np.array([[rate]], np.int32))
+        inputs.append(rate_input)
+    return inputs
+
+
+def text(result) -> str:
+    return result.as_numpy("text")[0, 0].decode()
+
+
+def test_server_live_and_both_models_ready(served):
+    server, _, (features, audio) = served
+    client = http_client(server)
+    try:
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready(features) and client.is_model_ready(audio)
+        meta = client.get_model_metadata(features)
+        assert [i["name"] for i in meta["inputs"]] == ["input_features", "attention_mask"]
+        assert [o["name"] for o in meta["outputs"]] == ["logits"]
+    finally:
+        client.close()
+
+
+def test_http_and_grpc_transcripts_equal_the_session(served):
+    server, art, (_, audio) = served
+    session = Session(art)
+    waves = [load_audio(p) for p in SAMPLES]
+    expected = session.transcribe(waves)
+    h, g = http_client(server), grpc.InferenceServerClient(f"127.0.0.1:{server.ports.grpc}")
+    try:
+        assert [text(h.infer(audio, audio_inputs(http, w))) for w in waves] == expected
+        assert [text(g.infer(audio, audio_inputs(grpc, w))) for w in waves] == expected
+        # 8 kHz audio is resampled by the model as the CLI does
+        from runtime.audio import resample
+
+        low = resample(waves[0], 16000, 8000)
+        assert text(h.infer(audio, audio_inputs(http, low, rate=8000))) == session.transcribe([low], 8000)[0]
+        features, mask = session.pipeline().features(waves[0])
+        logits = h.infer(served[2][0], [_features_input(features), _features_input(mask, "attention_mask", "INT64")])
+        np.testing.assert_allclose(logits.as_numpy("logits"), session.run(features, mask)["logits"], atol=1e-4)
+    finally:
+        h.close()
+        g.close()
+
+
+def _mixed_waves(count: int, seed: int) -> list[np.ndarray]:
+    speech = np.concatenate([load_audio(p) for p in SAMPLES])
+    rng = np.random.default_rng(seed)
+    waves = []
+    for _ in range(count):
+        n = int(rng.uniform(0.6, 4.0) * 16000)
+        start = int(rng.integers(0, len(speech) - n))
+        waves.append(speech[start:start + n].copy())
+    return waves
+
+
+def test_concurrent_clients_of_mixed_lengths_are_batched(served):
+    server, art, (_, audio) = served
+    clients, per_client = 8, 25
+    waves = _mixed_waves(clients * per_client, seed=3)
+    session = Session(art)
+    expected = [session.transcribe([w])[0] for w in waves]  # serial, one utterance per call
+    got: dict[int, str] = {}
+    errors: list[Exception] = []
+
+    def work(k: int):
+        client = http_client(server)
+        try:
+            for i in range(k * per_client, (k + 1) * per_client):
+                got[i] = text(client.infer(audio, audio_inputs(http, waves[i])))
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert [got[i] for i in range(len(waves))] == expected
+    client = http_client(server)
+    try:
+        stats = client.get_inference_statistics(audio)["model_stats"][0]
+    finally:
+        client.close()
+    assert max(int(b["batch_size"]) for b in stats["batch_stats"]) > 1  # Triton merged requests of different lengths
+
+
+def _features_input(array, name="input_features", dtype="FP32"):
+    tensor = http.InferInput(name, list(array.shape), dtype)
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+BAD = [
+    ("audio", lambda: audio_inputs(http, np.zeros(100, np.float32)), "at least 560"),
+    ("audio", lambda: audio_inputs(http, np.zeros(0, np.float32)), "has 0 samples"),
+    ("audio", lambda: audio_inputs(http, np.full(8000, np.nan, np.float32)), "NaN or Inf"),
+    ("audio", lambda: audio_inputs(http, np.zeros(16000, np.float32), rate=10), "sampling_rate 10 Hz is not supported"),
+    ("audio", lambda: audio_inputs(http, np.zeros(int(7 * 16000), np.float32)), "over this server's limit of 6.0 s"),
+    ("audio", lambda: audio_inputs(http, np.zeros(16000, np.float32))[:0] + [
+        _features_input(np.array([[16000]], np.int32), "sampling_rate", "INT32")], "has no 'audio' input"),
+    ("features", lambda: [_features_input(np.full((1, 20, 160), np.nan, np.float32))], "NaN"),
+    ("features", lambda: [_features_input(np.zeros((1, 20, 160), np.float32)),
+                          _features_input(np.ones((1, 10), np.int64), "attention_mask", "INT64")], "does not match"),
+    ("features", lambda: [_features_input(np.zeros((1, 40000, 160), np.float32))], "for attention scores"),
+]
+
+
+@pytest.mark.parametrize("kind,inputs,message", BAD, ids=[m for _, _, m in BAD])
+def test_bad_request_gets_our_message_and_the_server_goes_on(served, kind, inputs, message):
+    server, _, (features, audio) = served
+    client = http_client(server)
+    try:
+        with pytest.raises(Exception) as caught:
+            client.infer(audio if kind == "audio" else features, inputs())
+        assert message in str(caught.value)
+        assert client.is_server_ready() and client.is_model_ready(audio)
+        assert text(client.infer(audio, audio_inputs(http, load_audio(SAMPLES[0])))) != ""  # and serves the next
+    finally:
+        client.close()
+
+
+def test_wrong_dtype_or_rank_is_refused_by_triton_naming_the_input(served):
+    """Triton checks datatype and shape against config.pbtxt before the model sees a request."""
+    server, _, (features, audio) = served
+    client = http_client(server)
+    try:
+        for model, inputs, name in ((audio, audio_inputs(http, np.zeros(16000, np.float64), dtype="FP64"), "audio"),
+                                    (audio, [_features_input(np.zeros((1, 16000, 2), np.float32), "audio")], "audio"),
+                                    (features, [_features_input(np.zeros((1, 20, 80), np.float32))], "input_features")):
+            with pytest.raises(Exception) as caught:
+                client.infer(model, inputs)
+            assert f"'{name}'" in str(caught.value)
+        assert client.is_server_ready()
+    finally:
+        client.close()
+
+
+def test_sigterm_during_load_finishes_in_flight_requests_and_exits_0(served, tmp_path):
+    _, art, _ = served
+    ports = free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "serve", str(art), "--http-port", str(ports[0]),
+                             "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        server = TritonServer(tmp_path, tmp_path, Ports(*ports))
+        server.process = proc
+        server.wait_ready(180)
+        waves = _mixed_waves(40, seed=5)
+        started, finished, failed = [], [], []
+        stop = threading.Event()
+
+        def work(k: int):
+            client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}", network_timeout=60)
+            try:
+                for i in range(k, len(waves), 4):
+                    if stop.is_set():
+                        break
+                    started.append(i)
+                    text(client.infer("w2vbert_ctc_audio", audio_inputs(http, waves[i])))
+                    finished.append(i)
+            except Exception as exc:  # noqa: BLE001 - after SIGTERM new requests may be refused
+                failed.append((i, stop.is_set(), exc))
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(finished) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        in_flight = set(started) - set(finished)
+        stop.set()
+        os.kill(proc.pid, signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=120)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert code == 0, proc.stderr.read()
+    assert in_flight <= set(finished)  # every request in flight at SIGTERM was answered
+    assert not [f for f in failed if not f[1]]  # nothing failed before the signal
+
+
+def test_exported_repository_audio_model_runs_in_the_stock_server(tmp_path):
+    art = export(None, tmp_path / "art", triton=TritonPlan(tmp_path / "repo"))
+    model = "w2vbert_ctc_audio"
+    assert (tmp_path / "repo" / model / "1" / "model.py").is_file()
+    # The onnxruntime-backend models need a full Triton build; this one has the Python backend only.
+    server = TritonServer(tmp_path / "repo", tmp_path, Ports(*free_ports(3)), load=[model])
+    with server:
+        client = http_client(server)
+        try:
+            wave = load_audio(SAMPLES[2])
+            assert text(client.infer(model, audio_inputs(http, wave))) == Session(art).transcribe([wave])[0]
+        finally:
+            client.close()
