@@ -116,10 +116,10 @@ def finish_manifest(staging: Path, manifest: dict[str, Any]) -> None:
     """List every file of the staging dir with sha256 and size, then write manifest.json."""
     umask = os.umask(0)
     os.umask(umask)
-    for path in staging.iterdir():
-        path.chmod(0o666 & ~umask)  # onnx writes external data owner-only; artifacts are shared
-    manifest["files"] = {p.name: file_entry(p) for p in sorted(staging.iterdir())
-                         if p.is_file() and p.name != MANIFEST_NAME}
+    for path in staging.rglob("*"):  # onnx writes external data owner-only; artifacts are shared
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+    manifest["files"] = {p.relative_to(staging).as_posix(): file_entry(p) for p in sorted(staging.rglob("*"))
+                         if p.is_file() and p.relative_to(staging).as_posix() != MANIFEST_NAME}
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
 
 

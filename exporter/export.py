@@ -21,6 +21,7 @@ from .steps.engines import add_engines
 from .steps.fp32 import add_fp32
 from .steps.precisions import QuantOptions, add_precision_variants
 from .steps.raw_audio import add_frontend_variant
+from .steps.sherpa import add_sherpa
 from .targets.triton import write_repository
 
 log = logging.getLogger("w2vbert")
@@ -29,7 +30,7 @@ log = logging.getLogger("w2vbert")
 def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None = None,
            opset: int = DEFAULT_OPSET, precisions=("fp32",), force: bool = False,
            with_frontend: bool = False, target: str = "ort", quant=None, engine=None,
-           engine_cache: Path | None = None, triton: TritonPlan | None = None) -> Path:
+           engine_cache: Path | None = None, triton: TritonPlan | None = None, sherpa_onnx: bool = False) -> Path:
     """Export `source` (checkpoint dir, preset name, or the bundled default) to an artifact at `out`.
 
     `target` "ort" emits com.microsoft MultiHeadAttention; "tensorrt" keeps standard ONNX ops.
@@ -41,10 +42,11 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
     calibration, gate data, thresholds and --keep-fp32. `engine` (keyword arguments of
     runtime.trt_profile.ShapeProfile.from_seconds): also build TensorRT plans (target
     tensorrt): fp32 -> fp32 plan, fp16 -> fp16 plan, int8-qdq -> int8 plan. `triton`: also write a
-    Triton model repository from the finished artifact (checked before any work).
+    Triton model repository from the finished artifact (checked before any work). `sherpa_onnx`:
+    also write OUT/sherpa-onnx/ (CTC heads; exporter.steps.sherpa).
     """
     plan = make_plan(source, out, head, opset, precisions, force, with_frontend, target, engine, engine_cache,
-                     triton)
+                     triton, sherpa_onnx)
     started = time.perf_counter()
     log.info("loading %s", plan.source.path or plan.source.name)
     model = load_resolved(plan.source, plan.head, plan.config)
@@ -63,6 +65,8 @@ def export(source=None, out: str | Path = "w2vbert-artifact", head: str | None =
         if plan.with_frontend:
             add_frontend_variant(model, staging, manifest, plan.opset, plan.target)
         add_precision_variants(staging, manifest, plan.precisions, plan.target, quant or QuantOptions())
+        if plan.sherpa_onnx:
+            add_sherpa(model, staging, manifest, plan.opset, plan.precisions, quant or QuantOptions())
         if plan.profile is not None:
             add_engines(staging, manifest, plan.engine_precisions, plan.profile, plan.engine_cache)
         artifact.finish_manifest(staging, manifest)

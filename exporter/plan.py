@@ -86,7 +86,8 @@ def _foreign_entries(folder: Path, entries: list[str]) -> list[str] | None:
         return None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("files"), dict):
         return None
-    return [e for e in entries if e != MANIFEST_NAME and e not in data["files"]]
+    listed = set(data["files"]) | {name.split("/", 1)[0] for name in data["files"]}  # files and their folders
+    return [e for e in entries if e != MANIFEST_NAME and e not in listed]
 
 
 def _check_creatable(path: Path, what: str) -> None:
@@ -145,6 +146,7 @@ class ExportPlan:
     engine: dict | None = None  # runtime.trt_profile.ShapeProfile.from_seconds keyword arguments
     engine_cache: Path | None = None
     triton: TritonPlan | None = None
+    sherpa_onnx: bool = False
     profile: object = field(default=None, repr=False)  # the engines' ShapeProfile, when engine is given
 
     @property
@@ -158,7 +160,8 @@ class ExportPlan:
 
 def make_plan(source=None, out="w2vbert-artifact", head: str | None = None, opset: int = DEFAULT_OPSET,
               precisions=("fp32",), force: bool = False, with_frontend: bool = False, target: str = "ort",
-              engine: dict | None = None, engine_cache=None, triton: TritonPlan | None = None) -> ExportPlan:
+              engine: dict | None = None, engine_cache=None, triton: TritonPlan | None = None,
+              sherpa_onnx: bool = False) -> ExportPlan:
     """Check every option, resolve the source and read its config; raise before any slow work."""
     if target not in TARGETS:
         raise OptionError(f"target {target!r} is unknown; expected one of {', '.join(TARGETS)}")
@@ -177,11 +180,22 @@ def make_plan(source=None, out="w2vbert-artifact", head: str | None = None, opse
     config.check_head(head)
     if triton is not None:
         check_triton(triton, head, ["fp32", *precisions], force)
+    if sherpa_onnx:
+        _check_sherpa(resolved, head)
     plan = ExportPlan(resolved, config, head, out, opset, tuple(precisions), target, force, with_frontend,
-                      engine, Path(engine_cache) if engine_cache else None, triton)
+                      engine, Path(engine_cache) if engine_cache else None, triton, sherpa_onnx)
     if engine is not None:
         plan.profile = _engine_profile(plan)
     return plan
+
+
+def _check_sherpa(source: Source, head: str) -> None:
+    """sherpa-onnx runs CTC models with a tokens list: refused before any work otherwise."""
+    if head != "CTC":
+        raise OptionError(f"--sherpa-onnx exports CTC heads (sherpa-onnx's fire_red_asr_ctc model type); this "
+                          f"export's head is {head}")
+    if source.path is None or not (source.path / "vocab.json").is_file():
+        raise OptionError(f"--sherpa-onnx needs the checkpoint's vocab.json for tokens.txt; {source.name} has none")
 
 
 def _engine_profile(plan: ExportPlan):

@@ -150,3 +150,35 @@ def _engine_parity(manifest, artifact, source, precision) -> list[OutputDiff]:
     log.info("parity of the %s TensorRT engine vs the PyTorch reference at %s frames", precision, frames)
     return backend_parity(model, session.run, manifest.data["min_frames"], f"engine-{precision}", frames,
                           f"model.{precision}.plan")
+
+
+def verify_sherpa(artifact: str | Path, source: str | None = None, gate_data=None, gates=None) -> list:
+    """The sherpa-onnx export of an artifact: its graph vs the reference (the export's parity check),
+    and model.int8.onnx's gate re-run on the recorded data and thresholds. Files: manifest.verify()."""
+    from .steps.sherpa import gate_batches, sherpa_parity
+    from .targets.sherpa_onnx import ort_runner as sherpa_runner
+    from .targets.sherpa_onnx import read_model_type
+
+    manifest = load_manifest(artifact)
+    entry = manifest.data.get("sherpa_onnx")
+    if not entry:
+        raise ArtifactError(f"{manifest.root} has no sherpa-onnx export (w2vbert export ... --sherpa-onnx)")
+    model_path = manifest.safe_path(entry["model"])
+    read_model_type(model_path)
+    log.info("parity of %s vs the numpy front end + PyTorch reference", entry["model"])
+    rows = sherpa_parity(_reference(manifest, source), model_path, manifest.data["preprocessor"],
+                         manifest.data["min_frames"])
+    if entry.get("int8"):
+        recorded = entry["int8"]["gate"]
+        path = _gate_path(entry["int8"].get("gate_data"), gate_data, "sherpa-onnx int8")
+        from runtime.features import FeatureExtractor
+
+        raw = FeatureExtractor.from_params({**manifest.data["preprocessor"], "do_normalize_per_mel_bins": False})
+        limits = with_overrides(recorded["thresholds"], "int8", gates, manifest.head)
+        result = evaluate("int8", manifest.head, manifest.config, sherpa_runner(model_path),
+                          sherpa_runner(manifest.safe_path(entry["int8"]["file"])),
+                          gate_batches(path, raw, manifest.data["min_frames"]), limits=limits)
+        if not result.passed:
+            raise GateError(f"{result.report()}\nsherpa-onnx model.int8.onnx of {manifest.root} fails its gate")
+        rows += result.rows(recorded.get("metrics"))
+    return rows

@@ -89,10 +89,12 @@ def main(ctx, debug, quiet, verbose):
 @click.option("--triton-repo", type=click.Path(), help="Also write a Triton model repository here.")
 @click.option("--triton-name", help="Triton model name prefix [w2vbert_<head>].")
 @click.option("--triton-gpu", is_flag=True, help="Triton instances on GPU (ORT TensorRT accelerator) instead of CPU.")
+@click.option("--sherpa-onnx", "sherpa_onnx", is_flag=True,
+              help="CTC heads: also write OUT/sherpa-onnx/ for sherpa-onnx (C, C++, Go, Rust, Java, mobile).")
 @verbosity
 def export(source, out, head, opset, precision, calibration, calibrator, gate_data, gate_overrides, keep_fp32,
            force, target, with_frontend, engine, min_seconds, opt_seconds, max_seconds, opt_batch, max_batch,
-           engine_cache, triton_repo, triton_name, triton_gpu):
+           engine_cache, triton_repo, triton_name, triton_gpu, sherpa_onnx):
     """Export SOURCE (checkpoint dir or preset; default: the bundled model) to OUT.
 
     SOURCE is a Hugging Face checkpoint directory (config.json + model.safetensors)
@@ -113,7 +115,7 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
     triton = TritonPlan(Path(triton_repo), triton_name, triton_gpu, max_batch) if triton_repo else None
     path = run_export(source, out, head=head, opset=opset, precisions=precisions, force=force,
                       with_frontend=with_frontend, target=target, quant=quant, engine=profile,
-                      engine_cache=engine_cache, triton=triton)
+                      engine_cache=engine_cache, triton=triton, sherpa_onnx=sherpa_onnx)
     print_summary(load_manifest(path))
 
 
@@ -154,6 +156,12 @@ def verify(artifact, source, precision, backend, gate_data, gate_overrides):
             click.echo(row.row())
         what = "gate" if rows and isinstance(rows[0], GateRow) else "parity"
         click.echo(f"{artifact}: {name} {what} ok ({backend})")
+    if precision is None and backend == "onnxruntime" and manifest.data.get("sherpa_onnx"):
+        from ..verify import verify_sherpa
+
+        for row in verify_sherpa(artifact, source=source, gate_data=gate_data, gates=overrides):
+            click.echo(row.row())
+        click.echo(f"{artifact}: sherpa-onnx parity{' and int8 gate' if manifest.data['sherpa_onnx'].get('int8') else ''} ok")
 
 
 @main.command()

@@ -46,7 +46,7 @@ class FrontEnd(nn.Module):
         self.register_buffer("offsets", torch.arange(FRAME_LENGTH))
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor):
-        batch, samples = waveform.shape[0], waveform.shape[1]
+        samples = waveform.shape[1]
         count = torch.div(samples - FRAME_LENGTH, HOP_LENGTH, rounding_mode="floor") + 1
         index = torch.arange(count)[:, None] * HOP_LENGTH + self.offsets[None, :]  # (F, 400)
         frames = waveform[:, index]  # (B, F, 400)
@@ -56,22 +56,33 @@ class FrontEnd(nn.Module):
         logmel = torch.log(torch.clamp(torch.matmul(power, self.filters), min=MEL_FLOOR))  # (B, F, M)
 
         real = torch.div(lengths - FRAME_LENGTH, HOP_LENGTH, rounding_mode="floor") + 1  # fbank frames
-        valid = (torch.arange(count)[None, :] < real[:, None]).to(logmel.dtype)[:, :, None]  # (B, F, 1)
-        n = real.to(logmel.dtype)[:, None, None]
-        mean = (logmel * valid).sum(dim=1, keepdim=True) / n
-        centered = (logmel - mean) * valid
-        var = (centered ** 2).sum(dim=1, keepdim=True) / (n - 1)  # ddof=1, as transformers
-        normed = centered / torch.sqrt(var + VARIANCE_EPS)  # padding frames stay 0
+        return normalize_and_stack(logmel, real, self.stride)
 
-        # Pad the frame axis to a multiple of `stride` with zeros, then stack frames.
-        stacked = torch.div(count + self.stride - 1, self.stride, rounding_mode="floor")
-        take = torch.clamp(torch.arange(stacked * self.stride), max=count - 1)
-        keep = (torch.arange(stacked * self.stride) < count).to(normed.dtype)[None, :, None]
-        normed = normed[:, take] * keep  # (B, stacked * stride, M)
-        features = normed.reshape(batch, stacked, self.num_mel_bins * self.stride)  # (B, T, 160)
-        # A stacked frame is real when its last fbank frame is (as transformers' mask).
-        mask = (torch.arange(stacked)[None, :] < torch.div(real, self.stride, rounding_mode="floor")[:, None])
-        return features, mask.to(torch.int64)
+
+def normalize_and_stack(logmel: torch.Tensor, real: torch.Tensor, stride: int = 2):
+    """(B, F, M) log-mel with `real` (B,) valid frames each -> features (B, T, M * stride), mask (B, T).
+
+    Per utterance and mel bin: mean and unbiased variance (ddof=1, as transformers) over the valid
+    frames only, whatever the padding holds (sherpa-onnx pads with log(1e-10)); padding frames
+    become 0; frames padded to a multiple of `stride` and stacked.
+    """
+    batch, count, bins = logmel.shape[0], logmel.shape[1], logmel.shape[2]
+    valid = (torch.arange(count)[None, :] < real[:, None]).to(logmel.dtype)[:, :, None]  # (B, F, 1)
+    n = real.to(logmel.dtype)[:, None, None]
+    mean = (logmel * valid).sum(dim=1, keepdim=True) / n
+    centered = (logmel - mean) * valid
+    var = (centered ** 2).sum(dim=1, keepdim=True) / (n - 1)  # ddof=1, as transformers
+    normed = centered / torch.sqrt(var + VARIANCE_EPS)  # padding frames stay 0
+
+    # Pad the frame axis to a multiple of `stride` with zeros, then stack frames.
+    stacked = torch.div(count + stride - 1, stride, rounding_mode="floor")
+    take = torch.clamp(torch.arange(stacked * stride), max=count - 1)
+    keep = (torch.arange(stacked * stride) < count).to(normed.dtype)[None, :, None]
+    normed = normed[:, take] * keep  # (B, stacked * stride, M)
+    features = normed.reshape(batch, stacked, bins * stride)  # (B, T, 160)
+    # A stacked frame is real when its last fbank frame is (as transformers' mask).
+    mask = (torch.arange(stacked)[None, :] < torch.div(real, stride, rounding_mode="floor")[:, None])
+    return features, mask.to(torch.int64)
 
 
 class WaveformModel(nn.Module):
@@ -90,3 +101,24 @@ class WaveformModel(nn.Module):
         # Real output frames per utterance, so a C++ caller needs no length formula.
         outputs["output_lengths"] = conv_output_lengths(mask.sum(dim=1), self.config)
         return outputs
+
+
+class LogMelModel(nn.Module):
+    """sherpa-onnx's contract for a CTC model: raw log-mel (B, F, 80) as it computes it (padded with
+    log(1e-10)) + frames per utterance (B,) int64 -> logits (B, T', V), output lengths (B,) int64.
+
+    sherpa binds inputs and outputs by position, so their order is the contract; the per-utterance
+    normalisation and the stacking of our front end happen in the graph.
+    """
+
+    def __init__(self, model: nn.Module, stride: int = 2):
+        super().__init__()
+        if model.head != "CTC":
+            raise ValueError(f"sherpa-onnx runs CTC heads; this model's head is {model.head}")
+        self.model, self.stride = model, stride
+        self.head, self.config = model.head, model.config
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor):
+        features, mask = normalize_and_stack(x, x_lens, self.stride)
+        logits = self.model(features, mask)["logits"]
+        return logits, conv_output_lengths(mask.sum(dim=1), self.config)

@@ -25,10 +25,12 @@ from ..plan import TARGETS
 
 
 @torch.no_grad()
-def for_target(model: nn.Module, target: str) -> nn.Module:
-    """A copy of `model` prepared for tracing to `target` (the original is left untouched)."""
+def for_target(model: nn.Module, target: str, fused_norms: bool = True) -> nn.Module:
+    """A copy of `model` prepared for tracing to `target` (the original is left untouched).
+
+    `fused_norms=False` (target ort): residual Add + LayerNorm stay two ops, the CPU form from the start."""
     if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
+        raise ExportError(f"unknown target {target!r}; expected one of {TARGETS}")
     prepared = copy.deepcopy(model).eval()
     for module in prepared.modules():
         if isinstance(module, SelfAttention):
@@ -47,7 +49,7 @@ def for_target(model: nn.Module, target: str) -> nn.Module:
     if target == "ort":
         for module in prepared.modules():
             if isinstance(module, (ConformerLayer, AdapterLayer)):
-                module.skip_layer_norm = True  # its residual Add + LayerNorms (exporter.model.conformer.add_norm)
+                module.skip_layer_norm = fused_norms  # its residual Add + LayerNorms (model.conformer.add_norm)
             if isinstance(module, ConvolutionModule):
                 module.channels_last_2d = True
     return prepared
