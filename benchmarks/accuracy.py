@@ -36,11 +36,11 @@ def reference_backend(batch_size: int):
 
     from exporter.model.checkpoint import load_model
     from exporter.model.conformer import conv_output_lengths
-    from runtime.decode import CTCDecoder
+    from runtime.tokenizer import CTCTokenizer
     from runtime.features import FeatureExtractor
     from exporter.model.sources import BUNDLED
 
-    model, extractor, decoder = load_model(None), FeatureExtractor(), CTCDecoder.from_dir(BUNDLED)
+    model, extractor, decoder = load_model(None), FeatureExtractor(), CTCTokenizer.from_dir(BUNDLED)
 
     def run(waves):
         texts = []
@@ -49,7 +49,7 @@ def reference_backend(batch_size: int):
             with torch.no_grad():
                 logits = model(torch.from_numpy(x), torch.from_numpy(mask))["logits"].numpy()
             lengths = conv_output_lengths(torch.from_numpy(mask).sum(1), model.config).tolist()
-            texts += decoder.decode(logits, lengths)
+            texts += decoder.decode_logits(logits, lengths)
         return texts
     return run
 
@@ -81,9 +81,9 @@ def session_backend(artifact: Path, precision: str, batch_size: int):
 
     session = Session(artifact, precision=precision)
     if session.raw_audio:
-        from runtime.decode import CTCDecoder
+        from runtime.tokenizer import CTCTokenizer
 
-        decoder = CTCDecoder.from_dir(artifact)
+        decoder = CTCTokenizer.from_dir(artifact)
 
         def run_raw(waves):
             texts = []
@@ -94,7 +94,7 @@ def session_backend(artifact: Path, precision: str, batch_size: int):
                 for k, w in enumerate(chunk):
                     batch[k, :len(w)] = w
                 out = session.run_waveform(batch, lengths)
-                texts += decoder.decode(out["logits"], out["output_lengths"])
+                texts += decoder.decode_logits(out["logits"], out["output_lengths"])
             return texts
         return run_raw
     return lambda waves: session.transcribe(waves, batch_size=batch_size)

@@ -14,6 +14,7 @@ import importlib
 # name -> the module that defines it
 _EXPORTS = {
     "Session": "session", "FeatureExtractor": "features", "Manifest": "manifest", "load_manifest": "manifest",
+    "Processor": "processor", "CTCTokenizer": "tokenizer", "pipeline": "pipelines",
     **{name: "errors" for name in ("W2VBertError", "ArtifactError", "CheckpointError", "ConfigError",
                                    "DependencyError", "ExportError", "GateError", "InputError", "OptionError",
                                    "ParityError")},

@@ -31,16 +31,21 @@ def resample(audio: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndar
     return signal.resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
-def load_audio(path: str | Path, target_rate: int = TARGET_RATE) -> np.ndarray:
-    """Read a sound file as mono float32 at `target_rate`; clear errors for unusable files."""
+def load_audio(path, target_rate: int = TARGET_RATE, name: str | None = None) -> np.ndarray:
+    """Read a sound file (a path, or a binary file object named `name`) as mono float32 at
+    `target_rate`; clear errors for unusable files."""
     sf = require("soundfile", "cpu", "reading audio files")
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; pass audio files (e.g. {path}/*.wav)")
-    if not path.is_file():
-        raise InputError(f"audio file {path} does not exist")
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        if path.is_dir():
+            raise InputError(f"{path} is a directory; pass audio files (e.g. {path}/*.wav)")
+        if not path.is_file():
+            raise InputError(f"audio file {path} does not exist")
+        source = str(path)
+    else:
+        source, path = path, Path(name or "audio")
     try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        audio, rate = sf.read(source, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, TypeError) as exc:
         raise InputError(f"cannot read {path} as audio ({exc}); supported: wav, flac, ogg and other "
                          "libsndfile formats") from exc

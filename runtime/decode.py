@@ -1,27 +1,13 @@
-"""Model outputs -> text, labels or embeddings (no torch, no transformers).
+"""Model outputs -> labels, embedding similarity and error rates (no torch, no transformers).
 
-``CTCDecoder`` reproduces ``Wav2Vec2CTCTokenizer.batch_decode`` with its defaults
-(special tokens kept, repeats collapsed, blank = pad token dropped, word
-delimiter -> space, strip, optional lower-casing and clean-up), reading the
-checkpoint's tokenizer files copied into the artifact.
+CTC text is runtime.tokenizer's (CTCTokenizer).
 """
 
 from __future__ import annotations
 
-import json
-from itertools import groupby
-from pathlib import Path
-
 import numpy as np
 
-from .errors import ArtifactError, InputError
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+from .errors import InputError
 
 
 def greedy_ids(logits: np.ndarray, blank: int) -> list[int]:
@@ -29,60 +15,6 @@ def greedy_ids(logits: np.ndarray, blank: int) -> list[int]:
     ids = np.argmax(logits, -1)
     keep = np.r_[True, ids[1:] != ids[:-1]] & (ids != blank)
     return [int(i) for i in ids[keep]]
-
-
-class CTCDecoder:
-    def __init__(self, vocab: dict[str, int], pad_token: str = "<pad>", word_delimiter_token: str = "|",
-                 replace_word_delimiter_char: str = " ", do_lower_case: bool = False,
-                 clean_up_tokenization_spaces: bool = False):
-        self.id_to_token = {int(i): t for t, i in vocab.items()}
-        self.pad_token = pad_token
-        self.word_delimiter_token = word_delimiter_token
-        self.replace_word_delimiter_char = replace_word_delimiter_char
-        self.do_lower_case = do_lower_case
-        self.clean_up = clean_up_tokenization_spaces
-
-    @classmethod
-    def from_dir(cls, root: str | Path) -> "CTCDecoder":
-        root = Path(root)
-        if not (root / "vocab.json").is_file():
-            raise ArtifactError(f"no vocab.json in {root}: a CTC artifact needs the checkpoint's tokenizer "
-                                "files to turn logits into text")
-        vocab = _read_json(root / "vocab.json")
-        if vocab and all(isinstance(v, dict) for v in vocab.values()):
-            raise ArtifactError(f"{root / 'vocab.json'} is a multi-language vocabulary; pick one language")
-        options = {}
-        if (root / "tokenizer_config.json").is_file():
-            config = _read_json(root / "tokenizer_config.json")
-            options = {k: config[k] for k in ("pad_token", "word_delimiter_token", "replace_word_delimiter_char",
-                                                "do_lower_case", "clean_up_tokenization_spaces") if k in config}
-            for name, spec in config.get("added_tokens_decoder", {}).items():
-                vocab.setdefault(spec["content"] if isinstance(spec, dict) else spec, int(name))
-        if (root / "added_tokens.json").is_file():
-            vocab.update(_read_json(root / "added_tokens.json"))
-        return cls(vocab, **options)
-
-    def decode_ids(self, ids) -> str:
-        tokens = [self.id_to_token.get(int(i), "") for i in ids]
-        chars = [token for token, _ in groupby(tokens)]
-        chars = [self.replace_word_delimiter_char if c == self.word_delimiter_token else c
-                 for c in chars if c != self.pad_token]
-        text = "".join(chars).strip()
-        if self.do_lower_case:
-            text = text.lower()
-        if self.clean_up:
-            for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
-                                  (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
-                text = text.replace(before, after)
-        return text
-
-    def decode(self, logits: np.ndarray, lengths=None) -> list[str]:
-        """Greedy decoding of (B, T, V) logits; `lengths` limits each row to its real output frames."""
-        if logits.ndim != 3:
-            raise InputError(f"CTC logits must be (batch, frames, vocab), got shape {logits.shape}")
-        ids = logits.argmax(axis=-1)
-        lengths = [ids.shape[1]] * len(ids) if lengths is None else lengths
-        return [self.decode_ids(row[:int(n)]) for row, n in zip(ids, lengths)]
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -169,22 +169,29 @@ class Session:
 
     # ------------------------------------------------------------------ audio in
     def pipeline(self, **options):
-        """An :class:`runtime.pipeline.AudioPipeline` over this session (front end + decoding)."""
-        from .pipeline import AudioPipeline
+        """An :class:`runtime.audio_pipeline.AudioPipeline` over this session (front end + decoding)."""
+        from .audio_pipeline import AudioPipeline
 
         return AudioPipeline(self, **options)
 
-    def infer(self, audio, sampling_rate: int | None = None, **options) -> list:
+    def infer(self, audio, sampling_rate: int | None = None, timestamps: bool = False, **options) -> list:
         """Waveforms (16 kHz float arrays) or sound-file paths -> one Result per utterance."""
         pipe = self.pipeline(**options)
         waves = _waves(audio, pipe.features, sampling_rate)
-        return pipe(waves)
+        return pipe(waves, timestamps=timestamps)
 
-    def transcribe(self, audio, sampling_rate: int | None = None, **options) -> list[str]:
-        """CTC heads: waveforms or sound-file paths -> text per utterance (long audio is chunked)."""
+    def transcribe(self, audio, sampling_rate: int | None = None, timestamps: bool = False, **options) -> list:
+        """CTC heads: waveforms or sound-file paths -> text per utterance (long audio is chunked).
+
+        With ``timestamps=True`` each utterance is ``{"text": str, "words": [{"word", "start", "end"}]}``,
+        times in seconds from the start of the recording (chunk seams included).
+        """
         if self.head != "CTC":
             raise InputError(f"transcribe needs a CTC head; this model's head is {self.head}")
-        return [r.text for r in self.infer(audio, sampling_rate, **options)]
+        results = self.infer(audio, sampling_rate, timestamps=timestamps, **options)
+        if timestamps:
+            return [{"text": r.text, "words": r.words} for r in results]
+        return [r.text for r in results]
 
 
 def _waves(audio, checker, sampling_rate: int | None) -> list[np.ndarray]:

@@ -25,15 +25,16 @@ def test_keep_regions_tile_the_recording(session, seconds, chunk, overlap):
     pipe = session.pipeline(chunk_seconds=chunk, overlap_seconds=overlap)
     chunks = pipe._chunks(wave)
     covered = 0  # the recording is covered by consecutive keep regions, without gap or overlap
-    for audio, keep_from, keep_to in chunks:
+    for start, audio, keep_from, keep_to in chunks:
         offset = (audio.__array_interface__["data"][0] - wave.__array_interface__["data"][0]) // 4
+        assert offset == start and start % pipe.frame_samples == 0  # chunks start on the output-frame grid
         assert offset + keep_from == covered
         assert 0 <= keep_from <= keep_to <= len(audio)
         assert keep_from <= int(overlap * rate)  # context on the left is bounded
         assert len(audio) >= min(len(wave), 4 * MIN_SAMPLES)
         covered = offset + keep_to
     assert covered == len(wave)
-    assert max(len(a) for a, _, _ in chunks) <= int(chunk * rate) + 4 * MIN_SAMPLES
+    assert max(len(a) for _, a, _, _ in chunks) <= int(chunk * rate) + 4 * MIN_SAMPLES
 
 
 def test_long_recording_runs_in_bounded_chunks(session):
@@ -47,3 +48,37 @@ def test_bad_chunk_options(session):
         session.pipeline(chunk_seconds=2.0, overlap_seconds=1.0)
     with pytest.raises(InputError, match="batch_size must be >= 1"):
         session.pipeline(batch_size=0)
+
+
+@pytest.mark.parametrize("seconds", [3.3, 31.3, 95.0])
+@pytest.mark.parametrize("chunk,overlap", [(4.0, 1.0), (30.0, 2.0), (3.0, 0.0), (5.03, 0.77)])
+def test_seams_keep_every_frame_once_at_its_global_time(session, monkeypatch, seconds, chunk, overlap):
+    """A model whose frame k of the recording always says token(k), wherever the chunk starts: the
+    stitched frames must be token(0), token(1), ... with frame k at k x 40 ms, across every seam."""
+    rate = 16000
+    wave = np.zeros(int(seconds * rate), np.float32)
+    pipe = session.pipeline(chunk_seconds=chunk, overlap_seconds=overlap)
+    spf = pipe.frame_samples
+
+    def token(frames):
+        return np.where(frames % 5 == 4, 0, 5 + (frames // 5) % 19)  # runs of 4 letters, then a blank
+
+    def frames_of(samples):  # the model's output frames for this many samples (fbank, stacking, adapter)
+        _, mask = pipe.features([np.zeros(samples, np.float32)])
+        return pipe._lengths(mask)[0]
+
+    def run_sorted(chunks, handler):
+        out = []
+        for audio in chunks:
+            start = (audio.__array_interface__["data"][0] - wave.__array_interface__["data"][0]) // 4
+            out.append(token(start // spf + np.arange(frames_of(len(audio)))))
+        return out
+
+    monkeypatch.setattr(pipe, "run_sorted", run_sorted)
+    alignment = pipe.align([wave])[0]
+    frames = np.arange(len(alignment.ids))
+    assert abs(len(alignment.ids) - frames_of(len(wave))) <= 1  # the last chunk's rounding may keep one less
+    np.testing.assert_array_equal(alignment.ids, token(frames))
+    np.testing.assert_array_equal(alignment.starts, frames * spf)
+    words = pipe.decoder.decode(alignment.ids, output_word_offsets=True).word_offsets
+    assert words == pipe.decoder.decode(token(frames), output_word_offsets=True).word_offsets

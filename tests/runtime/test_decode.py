@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.decode import CTCDecoder, cosine_similarity, frame_labels, top_labels
+from runtime.decode import cosine_similarity, frame_labels, top_labels
+from runtime.tokenizer import CTCTokenizer
 from runtime.errors import ArtifactError, InputError
 from tests.conftest import FIXTURE
 
@@ -15,7 +16,7 @@ def tokenizer():
 
 
 def test_greedy_decoding_equals_transformers_batch_decode(tokenizer):
-    decoder = CTCDecoder.from_dir(FIXTURE)
+    decoder = CTCTokenizer.from_dir(FIXTURE)
     rng = np.random.default_rng(0)
     vocab = len(tokenizer)
     rows = []
@@ -25,21 +26,21 @@ def test_greedy_decoding_equals_transformers_batch_decode(tokenizer):
         row = rng.choice(vocab, size=length, p=None)
         row = np.repeat(row, rng.integers(1, 4, size=length))
         rows.append(row.tolist())
-    assert [decoder.decode_ids(r) for r in rows] == tokenizer.batch_decode(rows)
+    assert [decoder.decode(r) for r in rows] == tokenizer.batch_decode(rows)
 
 
 def test_decode_limits_each_row_to_its_length():
-    decoder = CTCDecoder({"<pad>": 0, "a": 1, "b": 2, "|": 3})
+    decoder = CTCTokenizer({"<pad>": 0, "a": 1, "b": 2, "|": 3})
     logits = np.full((2, 5, 4), -1.0, np.float32)
     for t, k in enumerate([1, 1, 3, 2, 2]):
         logits[0, t, k] = 1.0
     logits[1] = logits[0]
-    assert decoder.decode(logits, lengths=[5, 2]) == ["a b", "a"]
+    assert decoder.decode_logits(logits, lengths=[5, 2]) == ["a b", "a"]
 
 
 def test_missing_vocab_is_an_artifact_error(tmp_path):
     with pytest.raises(ArtifactError, match="no vocab.json"):
-        CTCDecoder.from_dir(tmp_path)
+        CTCTokenizer.from_dir(tmp_path)
 
 
 def test_labels_frames_and_cosine():

@@ -45,9 +45,16 @@ def test_runtime_modules_and_cli_work_without_torch(tmp_path):
     artifact = export(None, tmp_path / "digits")
     sample = sorted((FIXTURE / "samples").glob("*.wav"))[0]
     result = run_blocked(f"""
-        import runtime.audio, runtime.decode, runtime.features, runtime.pipeline, runtime.session
+        import runtime.audio, runtime.decode, runtime.features, runtime.audio_pipeline, runtime.session
+        import runtime.tokenizer, runtime.processor, runtime.pipelines, runtime.timestamps, runtime.subtitles
+        from runtime import Processor, pipeline
+        asr = pipeline('automatic-speech-recognition', model={str(artifact)!r})
+        assert asr({str(sample)!r}, return_timestamps='word')['chunks']
+        assert Processor.from_pretrained({str(artifact)!r})(text='four')['input_ids'].shape == (1, 4)
         from click.testing import CliRunner
         from exporter.cli import main
+        srt = CliRunner().invoke(main, ['-q', 'transcribe', {str(artifact)!r}, {str(sample)!r}, '--format', 'srt'])
+        assert srt.exit_code == 0 and ' --> ' in srt.output, srt.output
         out = CliRunner().invoke(main, ['-q', 'transcribe', {str(artifact)!r}, {str(sample)!r}])
         assert out.exit_code == 0, out.output
         out2 = CliRunner().invoke(main, ['inspect', {str(artifact)!r}])

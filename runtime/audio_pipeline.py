@@ -7,6 +7,9 @@
   the kept frames are concatenated before greedy decoding, so a word cut by a chunk
   border is still decoded from a chunk that sees it whole. Memory stays bounded by
   one batch of chunks whatever the recording's length.
+* Word timestamps (``timestamps=True``) come from the same concatenated frames: chunk
+  starts and overlaps are whole output frames, so every kept frame has one global time
+  and a word cut by a seam is one word (CTC merges its frames across the seam).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decode import CTCDecoder, frame_labels, top_labels
+from .decode import frame_labels, top_labels
 from .errors import InputError
-from .features import HOP_LENGTH, MIN_SAMPLES, FeatureExtractor
+from .features import MIN_SAMPLES, FeatureExtractor
 from .shapes import output_frames
+from .timestamps import Alignment, samples_per_frame
+from .tokenizer import CTCTokenizer
 
 MIN_CHUNK_SECONDS = 1.0
 
@@ -28,6 +33,7 @@ class Result:
     """One utterance's result; which fields are set depends on the head."""
 
     text: str | None = None
+    words: list | None = None  # [{"word", "start", "end"}] in seconds, with timestamps=True
     label: dict | None = None
     frame_labels: list | None = None
     embedding: np.ndarray | None = None
@@ -35,7 +41,7 @@ class Result:
 
     def to_json(self) -> dict:
         out = {}
-        for name in ("text", "label", "frame_labels"):
+        for name in ("text", "words", "label", "frame_labels"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.embedding is not None:
@@ -63,26 +69,51 @@ class AudioPipeline:
         params = session.manifest.data["preprocessor"] if session.manifest else session.preprocessor
         self.features = FeatureExtractor.from_params(params)
         self.rate = self.features.sampling_rate
-        self.chunk = int(chunk_seconds * self.rate)
-        self.overlap = int(overlap_seconds * self.rate)
+        self.frame_samples = samples_per_frame(session.config, self.features.stride)
+        # Whole output frames, so every chunk's frames fall on the recording's frame grid.
+        self.chunk = _whole_frames(chunk_seconds * self.rate, self.frame_samples)
+        self.overlap = _whole_frames(overlap_seconds * self.rate, self.frame_samples)
+        if self.chunk <= 2 * self.overlap:
+            raise InputError(f"chunk_seconds ({chunk_seconds}) and overlap_seconds ({overlap_seconds}) in whole output "
+                             f"frames of {self.frame_samples / self.rate * 1000:g} ms leave no centre to keep; "
+                             "shorten the overlap")
         self.decoder = None
         if session.head == "CTC":
             if root is None:
                 raise InputError("transcription needs an artifact directory (it holds vocab.json), "
                                  "not a bare .onnx file")
-            self.decoder = CTCDecoder.from_dir(root)
+            self.decoder = CTCTokenizer.from_dir(root)
 
     # ------------------------------------------------------------------ public
-    def __call__(self, waves: list[np.ndarray]) -> list[Result]:
+    def __call__(self, waves: list[np.ndarray], timestamps: bool = False) -> list[Result]:
+        """One Result per wave; CTC results carry per-word times in seconds when `timestamps`."""
+        if self.session.head != "CTC":
+            return self.run_sorted(self._checked(waves), self._results)
+        results = []
+        for alignment in self.align(waves):
+            if not timestamps:
+                results.append(Result(text=self.decoder.decode(alignment.ids)))
+                continue
+            out = self.decoder.decode(alignment.ids, output_word_offsets=True)
+            results.append(Result(text=out.text, words=alignment.words(out.word_offsets)))
+        return results
+
+    def align(self, waves: list[np.ndarray]) -> list[Alignment]:
+        """CTC heads: each wave's greedy frame ids (long audio chunked) and their global frame times."""
+        if self.decoder is None:
+            raise InputError(f"frame alignment needs a CTC head; this model's head is {self.session.head}")
+        return self._transcribe(self._checked(waves))
+
+    @staticmethod
+    def _checked(waves) -> list[np.ndarray]:
         waves = [np.asarray(w) for w in waves]
         if not waves:
             raise InputError("no audio given")
-        if self.session.head == "CTC":
-            return [Result(text=t) for t in self._transcribe(waves)]
-        return self._run_sorted(waves, self._results)
+        return waves
 
     # ------------------------------------------------------------------ batching
-    def _run_sorted(self, waves, handler) -> list:
+    def run_sorted(self, waves, handler) -> list:
+        """handler(outputs, mask) -> one value per row, for every wave, in batches sorted by length."""
         order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
         results: list = [None] * len(waves)
         for start in range(0, len(order), self.batch_size):
@@ -109,31 +140,30 @@ class AudioPipeline:
         return [Result(hidden=h[:n]) for h, n in zip(outputs["last_hidden_state"], lengths)]
 
     # ------------------------------------------------------------------ CTC
-    def _transcribe(self, waves) -> list[str]:
-        pieces = []  # (utterance, chunk index, audio, keep_from_sample, keep_to_sample)
+    def _transcribe(self, waves) -> list[Alignment]:
+        pieces = []  # (utterance, chunk start in the recording, audio, keep_from_sample, keep_to_sample)
         for u, wave in enumerate(waves):
-            pieces.extend((u, k, *chunk) for k, chunk in enumerate(self._chunks(wave)))
-        audio = [p[2] for p in pieces]
-        kept = self._run_sorted(audio, lambda out, mask: self._frames(out["logits"], mask))
-        ids_per_utterance: dict[int, list] = {}
-        config = self.session.config
-        samples_per_frame = HOP_LENGTH * self.features.stride
-        if config.get("add_adapter"):
-            samples_per_frame *= config["adapter_stride"] ** config["num_adapter_layers"]
-        for piece, frame_ids in zip(pieces, kept):
-            u, _, _, keep_from, keep_to = piece
-            lo, hi = round(keep_from / samples_per_frame), round(keep_to / samples_per_frame)
-            ids_per_utterance.setdefault(u, []).append(frame_ids[lo:hi])
-        return [self.decoder.decode_ids(np.concatenate(ids_per_utterance[u])) for u in range(len(waves))]
+            pieces.extend((u, *chunk) for chunk in self._chunks(wave))
+        kept = self.run_sorted([p[2] for p in pieces], lambda out, mask: self._frames(out["logits"], mask))
+        ids: dict[int, list] = {}
+        starts: dict[int, list] = {}
+        spf = self.frame_samples
+        for (u, offset, _, keep_from, keep_to), frame_ids in zip(pieces, kept):
+            lo, hi = round(keep_from / spf), min(round(keep_to / spf), len(frame_ids))
+            ids.setdefault(u, []).append(frame_ids[lo:hi])
+            starts.setdefault(u, []).append(offset + spf * np.arange(lo, hi, dtype=np.int64))
+        return [Alignment(np.concatenate(ids[u]), np.concatenate(starts[u]), spf, len(waves[u]), self.rate)
+                for u in range(len(waves))]
 
     def _frames(self, logits, mask) -> list[np.ndarray]:
         ids = logits.argmax(axis=-1)
         return [row[:n] for row, n in zip(ids, self._lengths(mask))]
 
     def _chunks(self, wave: np.ndarray):
-        """(audio, keep_from, keep_to): chunk samples and the part of it this chunk is trusted for."""
+        """(start, audio, keep_from, keep_to): where a chunk starts, its samples and the part of it
+        this chunk is trusted for."""
         if len(wave) <= self.chunk:
-            return [(wave, 0, len(wave))]
+            return [(0, wave, 0, len(wave))]
         step = self.chunk - 2 * self.overlap
         spans = []  # [lo, hi, keep_lo, keep_hi] in samples of the whole recording
         for centre in range(0, len(wave), step):
@@ -142,5 +172,9 @@ class AudioPipeline:
         if len(spans) > 1 and spans[-1][1] - spans[-1][0] < 4 * MIN_SAMPLES:
             last = spans.pop()  # a sliver too short to analyse: the previous chunk takes it
             spans[-1][1], spans[-1][3] = last[1], last[3]
-        return [(wave[lo:hi], keep_lo - lo, keep_hi - lo) for lo, hi, keep_lo, keep_hi in spans]
+        return [(lo, wave[lo:hi], keep_lo - lo, keep_hi - lo) for lo, hi, keep_lo, keep_hi in spans]
+
+
+def _whole_frames(samples: float, frame_samples: int) -> int:
+    return int(round(samples / frame_samples)) * frame_samples
 

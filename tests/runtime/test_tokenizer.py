@@ -1,0 +1,148 @@
+"""runtime.tokenizer.CTCTokenizer against transformers' Wav2Vec2CTCTokenizer on the bundled vocabulary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.errors import InputError
+from runtime.tokenizer import CTCTokenizer, DecodeOutput
+from tests.conftest import FIXTURE
+
+OPTIONS = [
+    {},
+    {"skip_special_tokens": True},
+    {"group_tokens": False},
+    {"output_char_offsets": True},
+    {"output_word_offsets": True},
+    {"output_char_offsets": True, "output_word_offsets": True, "skip_special_tokens": True},
+    {"output_word_offsets": True, "group_tokens": False},
+    {"spaces_between_special_tokens": True, "clean_up_tokenization_spaces": True},
+]
+
+
+@pytest.fixture(scope="module")
+def theirs():
+    transformers = pytest.importorskip("transformers")
+    return transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(FIXTURE))
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return CTCTokenizer.from_dir(FIXTURE)
+
+
+def random_ids(count: int, seed: int = 0) -> list[list[int]]:
+    """Frame id sequences with runs of repeats, blanks (0), delimiters (4), specials (1-3) and unknown ids."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(count):
+        length = int(rng.integers(0, 30))
+        row = rng.choice(26, size=length, p=None)  # 24, 25: ids outside the vocabulary
+        row = np.repeat(row, rng.integers(1, 4, size=length))
+        rows.append(row.tolist())
+    return rows
+
+
+def plain(out):
+    """transformers' ModelOutput / our DecodeOutput -> a dict of plain Python values."""
+    if isinstance(out, str):
+        return out
+    return {k: [{kk: (int(vv) if kk.endswith("offset") else vv) for kk, vv in d.items()} for d in v]
+            if isinstance(v, list) else v for k, v in dict(out).items()}
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "defaults")
+def test_decode_equals_transformers_on_random_ids(theirs, ours, options):
+    for row in random_ids(150):
+        assert plain(ours.decode(row, **options)) == plain(theirs.decode(row, **options)), row
+
+
+@pytest.mark.parametrize("options", OPTIONS[:5], ids=lambda o: ",".join(o) or "defaults")
+def test_batch_decode_equals_transformers(theirs, ours, options):
+    rows = random_ids(40, seed=1)
+    mine, hf = ours.batch_decode(rows, **options), theirs.batch_decode(rows, **options)
+    if isinstance(hf, list):
+        assert mine == hf
+    else:
+        assert sorted(mine) == sorted(hf)
+        for key in hf:
+            assert [plain({key: v})[key] if isinstance(v, list) else v for v in mine[key]] == \
+                   [plain({key: v})[key] if isinstance(v, list) else v for v in hf[key]]
+
+
+def test_offsets_of_a_known_sequence(ours):
+    # h o o | o <s> | e  -> words "ho" frames 0-3, "o<s>" 4-6, "e" 7-8 (end exclusive)
+    out = ours.decode([9, 13, 13, 4, 13, 1, 4, 6], output_word_offsets=True)
+    assert isinstance(out, DecodeOutput) and out.char_offsets is None
+    assert out.text == "ho o<s> e"
+    assert out.word_offsets == [{"word": "ho", "start_offset": 0, "end_offset": 3},
+                                {"word": "o<s>", "start_offset": 4, "end_offset": 6},
+                                {"word": "e", "start_offset": 7, "end_offset": 8}]
+    assert ours.decode([0, 5, 5, 0, 5, 4, 4, 6, 1, 2, 3, 0]) == "dd e<s></s><unk>"
+    # skip_special_tokens drops the blank before repeats collapse (transformers does so): "d d" merges.
+    # That is why the ASR pipeline decodes with the special tokens kept.
+    assert ours.decode([0, 5, 5, 0, 5, 4, 4, 6, 1, 2, 3, 0], skip_special_tokens=True) == "d e"
+
+
+def test_logits_decode_as_their_argmax(theirs, ours):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((3, 40, 24)).astype(np.float32)
+    ids = logits.argmax(-1)
+    assert ours.batch_decode(logits) == theirs.batch_decode(ids.tolist())
+    assert plain(ours.decode(logits[0], output_word_offsets=True)) == \
+           plain(theirs.decode(ids[0].tolist(), output_word_offsets=True))
+
+
+def test_real_logits_of_the_bundled_model(theirs, ours):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from runtime.audio import load_audio
+
+    model = transformers.Wav2Vec2BertForCTC.from_pretrained(str(FIXTURE)).eval()
+    extractor = transformers.SeamlessM4TFeatureExtractor.from_pretrained(str(FIXTURE))
+    waves = [load_audio(p) for p in sorted((FIXTURE / "samples").glob("*.wav"))]
+    batch = extractor(waves, sampling_rate=16000, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ids = model(**batch).logits.argmax(-1).numpy()
+    for options in OPTIONS:
+        for row in ids:
+            assert plain(ours.decode(row, **options)) == plain(theirs.decode(row.tolist(), **options))
+
+
+TEXTS = ["four up one", "Four UP <unk> x?", "  two  go ", "seven|eight", "<s>three</s>", "<unk><unk>", "",
+         "left <pad>  no", "ünïcode ß", "a\tb\nc", "<un k>", "six  <s>  ", "nine<unk>ten"]
+
+
+def test_encode_equals_transformers(theirs, ours):
+    rng = np.random.default_rng(5)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz ABCXYZ|?") + ["<s>", "</s>", "<unk>", "<pad>", "  "]
+    texts = TEXTS + ["".join(rng.choice(alphabet, size=int(rng.integers(0, 25)))) for _ in range(300)]
+    for text in texts:
+        assert ours.encode(text) == theirs(text)["input_ids"], repr(text)
+
+
+def test_lower_case_vocabularies_upper_case_the_text(tmp_path, theirs):
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate("ABCDEFG'")}}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "clean_up_tokenization_spaces": True}))
+    hf = transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(tmp_path))
+    mine = CTCTokenizer.from_dir(tmp_path)
+    for text in ["abc def", "Bad 'cafe' ?", "g<unk>A"]:
+        assert mine.encode(text) == hf(text)["input_ids"]
+    for row in random_ids(100, seed=9):
+        row = [i % 13 for i in row]
+        assert plain(mine.decode(row, output_char_offsets=True)) == plain(hf.decode(row, output_char_offsets=True))
+        assert mine.decode(row) == hf.decode(row)
+
+
+def test_bad_decode_inputs(ours):
+    with pytest.raises(InputError, match=r"\(frames, vocab\) logits"):
+        ours.decode(np.zeros((2, 3), np.int64))
+    with pytest.raises(InputError, match=r"logits for decode must be \(frames, vocab\)"):
+        ours.decode(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(InputError, match="text must be a string"):
+        ours.encode(["a"])
