@@ -13,6 +13,8 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from exporter.model.registry import HEADS
 
 log = logging.getLogger("w2vbert")
@@ -72,6 +74,10 @@ def gpu_skips() -> list[tuple[str, str]]:
 def build(spec: dict, threads: int):
     """Load the backend described by `spec`; returns run(features, mask) -> outputs."""
     kind = spec["kind"]
+    if kind in ("openvino", "ctranslate2"):
+        from . import peers
+
+        return (peers.build_openvino if kind == "openvino" else peers.build_ctranslate2)(spec, threads)
     if kind == "session":
         from runtime import Session
 
@@ -188,4 +194,22 @@ def file_size(spec: dict) -> int | None:
     if spec["kind"] == "plain-export":
         folder = Path(spec["path"]).parent
         return sum(os.path.getsize(p) for p in folder.iterdir()) if folder.is_dir() else None
+    if spec["kind"] == "ctranslate2":
+        folder = Path(spec["path"])
+        return sum(os.path.getsize(p) for p in folder.iterdir()) if folder.is_dir() else None
+    if spec["kind"] == "openvino":
+        path = Path(spec["path"])
+        data = path.with_name(path.name + ".data")
+        return path.stat().st_size + (data.stat().st_size if data.is_file() else 0) if path.is_file() else None
     return None
+
+
+def first_output(outputs) -> np.ndarray:
+    """The first output of any backend's answer (dict, list, ModelOutput, array, torch tensor) as numpy."""
+    if isinstance(outputs, dict) or hasattr(outputs, "to_tuple"):
+        outputs = next(iter(outputs.values()))
+    elif isinstance(outputs, (list, tuple)):
+        outputs = outputs[0]
+    if hasattr(outputs, "detach"):
+        outputs = outputs.detach().numpy()
+    return np.asarray(outputs)

@@ -47,14 +47,18 @@ def _numbers(kind):
 @click.option("--spin", is_flag=True,
               help="Let OpenMP and onnxruntime threads spin-wait as they do by default (what users get); "
                    "without it idle threads sleep at once, so no idle worker competes with the timed one.")
+@click.option("--only", default="", help="Run only the backends whose name contains one of these "
+              "comma-separated words (case-insensitive), e.g. 'transformers,ours,OpenVINO'.")
 @verbosity
 def benchmark(source, preset, out_dir, durations, batches, threads, repeats, warmup, quick, work_dir, precision,
-              gate_overrides, spin):
+              gate_overrides, spin, only):
     """Side-by-side speed and memory of SOURCE (checkpoint, preset or artifact; default: bundled model).
 
     Backends: transformers eager, our PyTorch reference, the plain torch.onnx.export of the
     transformers model in onnxruntime (and its quantize_dynamic version when an int precision is
-    asked for), and every variant of the artifact; each in its own process, runs interleaved.
+    asked for), every variant of the artifact, OpenVINO (on the plain export and on our standard-op
+    fp32 / int8-qdq graphs) and CTranslate2 (float32, int8); each in its own process, runs
+    interleaved, each output compared with transformers'.
     """
     import os
     from pathlib import Path
@@ -76,6 +80,7 @@ def benchmark(source, preset, out_dir, durations, batches, threads, repeats, war
         data = run_benchmark(preset or source, Path(out_dir), grid, Path(work_dir) if work_dir else None,
                              progress=bar.update, command=command,
                              precisions=tuple(p.strip() for p in precision.split(",") if p.strip()),
-                             quant=QuantOptions(gates=parse_overrides(gate_overrides)))
+                             quant=QuantOptions(gates=parse_overrides(gate_overrides)),
+                             only=tuple(o.strip() for o in only.split(",") if o.strip()))
     print_table(data)
     click.echo(f"wrote {out_dir}/results.json, results.md and {len(data['plots'])} plot(s)")

@@ -65,6 +65,10 @@ def worker_env(threads: int, spin: bool) -> dict[str, str]:
     return env
 
 
+class WorkerFailed(RuntimeError):
+    """A backend's call failed (its worker answered the error); the run goes on without it."""
+
+
 class Worker:
     def __init__(self, spec: dict, threads: int, spin: bool = False):
         self.spec = {**spec, "spin": spin}
@@ -83,13 +87,13 @@ class Worker:
             return {"ready": False, "error": f"worker exited with code {self.process.wait()}"}
         return json.loads(line)
 
-    def run(self, batch: int, frames: int, feature_dim: int, seed: int) -> float:
-        self.process.stdin.write(json.dumps({"batch": batch, "frames": frames, "feature_dim": feature_dim,
-                                             "seed": seed}) + "\n")
+    def run(self, batch: int, frames: int, feature_dim: int, seed: int, save: str | None = None) -> float:
+        command = {"batch": batch, "frames": frames, "feature_dim": feature_dim, "seed": seed}
+        self.process.stdin.write(json.dumps({**command, "save": save} if save else command) + "\n")
         self.process.stdin.flush()
         answer = self._read()
         if "seconds" not in answer:
-            raise RuntimeError(f"{self.spec['name']} failed: {answer}")
+            raise WorkerFailed(answer.get("error", str(answer)))
         return answer["seconds"]
 
     def close(self) -> int | None:
@@ -118,7 +122,8 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-def run_grid(specs: list[dict], grid: Grid, config: dict, head: str, peaks: dict, progress=None) -> dict:
+def run_grid(specs: list[dict], grid: Grid, config: dict, head: str, peaks: dict, progress=None,
+             parity_dir: Path | None = None) -> dict:
     """Start workers, run every case interleaved, collect results and per-backend facts."""
     workers, skipped = [], []
     for spec in specs:
@@ -128,29 +133,87 @@ def run_grid(specs: list[dict], grid: Grid, config: dict, head: str, peaks: dict
             workers.append(worker)
         else:
             skipped.append((spec["name"], worker.ready.get("error", "failed to load")))
-    results = []
+    results, closed = [], {}
     feature_dim = config["feature_projection_input_dim"]
+
+    def drop(worker, error, where):
+        skipped.append((worker.spec["name"], f"failed at {where}: {error}"))
+        workers.remove(worker)
+        closed[worker.spec["name"]] = _facts(worker)
+
+    parity: dict = {}
     try:
+        parity = _parity(workers, grid, feature_dim, parity_dir, drop) if parity_dir else {}
         for case, (duration, batch) in enumerate(grid.cases()):
             frames = frames_for_seconds(duration)
             times = {w.spec["name"]: [] for w in workers}
-            for w in workers:
+            for w in list(workers):
                 for _ in range(grid.warmup):
-                    w.run(batch, frames, feature_dim, seed=case)
-            for round_ in interleaved_order(workers, grid.repeats):
+                    if not _timed(w, times, (batch, frames, feature_dim, case), drop, grid.spin, record=False):
+                        break
+            for round_ in interleaved_order(list(workers), grid.repeats):
                 for w in round_:
-                    if grid.spin:
-                        time.sleep(SPIN_PAUSE)  # the previous worker's spinning threads park first
-                    times[w.spec["name"]].append(w.run(batch, frames, feature_dim, seed=case))
+                    if w in workers:  # a backend that failed earlier in this case is out
+                        _timed(w, times, (batch, frames, feature_dim, case), drop, grid.spin)
                 if progress:
                     progress(1)
             flops = model_flops(config, head, frames, batch)
             for w in workers:
                 results.append(_result(w, duration, batch, frames, times[w.spec["name"]], flops, peaks))
     finally:
-        facts = {w.spec["name"]: {"load_seconds": w.ready["load_seconds"], "peak_rss_bytes": w.close(),
-                                  "spec": w.spec} for w in workers}
+        facts = {**closed, **{w.spec["name"]: _facts(w) for w in workers}}
+    for name, fact in facts.items():
+        fact["parity"] = parity.get(name) if parity_dir else None
     return {"results": [asdict(r) for r in results], "backends": facts, "skipped": skipped}
+
+
+def _timed(worker, times: dict, case: tuple, drop, spin: bool, record: bool = True) -> bool:
+    """One run of `worker` on (batch, frames, feature_dim, seed); False (and dropped) when it failed."""
+    batch, frames, feature_dim, seed = case
+    if spin:
+        time.sleep(SPIN_PAUSE)  # the previous worker's spinning threads park first
+    try:
+        seconds = worker.run(batch, frames, feature_dim, seed=seed)
+    except WorkerFailed as exc:
+        drop(worker, exc, f"{frames} frames x{batch}")
+        return False
+    if record:
+        times[worker.spec["name"]].append(seconds)
+    return True
+
+
+def _facts(worker) -> dict:
+    return {"load_seconds": worker.ready["load_seconds"], "peak_rss_bytes": worker.close(), "spec": worker.spec}
+
+
+PARITY_BASELINES = ("transformers eager", "reference eager")
+
+
+def _parity(workers, grid: Grid, feature_dim: int, folder: Path, drop) -> dict:
+    """Each backend's first output on one input (batch 1, the grid's first duration) against
+    transformers' (or our reference's): max abs error, and scaled by the reference's largest magnitude."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = frames_for_seconds(grid.durations[0])
+    saved = {}
+    for i, w in enumerate(list(workers)):
+        path = folder / f"{i}.npy"
+        try:
+            w.run(1, frames, feature_dim, seed=10_000, save=str(path))
+            saved[w.spec["name"]] = np.load(path)
+        except WorkerFailed as exc:
+            drop(w, exc, f"the parity run ({grid.durations[0]:g} s x1)")
+    against = next((name for name in PARITY_BASELINES if name in saved), None)
+    if against is None:
+        return {}
+    ref = saved[against].astype(np.float64)
+    out = {}
+    for name, value in saved.items():
+        if value.shape != ref.shape:
+            out[name] = {"against": against, "error": f"output shape {list(value.shape)} vs {list(ref.shape)}"}
+            continue
+        err = float(np.abs(value.astype(np.float64) - ref).max())
+        out[name] = {"against": against, "max_abs": err, "scaled": err / max(float(np.abs(ref).max()), 1e-12)}
+    return out
 
 
 def _result(worker, duration, batch, frames, seconds, flops, peaks) -> Result:

@@ -26,15 +26,29 @@ def _rows(data: dict) -> list[dict]:
             "peak_pct": r["percent_of_peak"], "speedup": (base / r["latency"]["median"]) if base else None,
             "load_s": fact.get("load_seconds"), "rss_mb": (fact.get("peak_rss_bytes") or 0) / 1e6,
             "size_mb": (fact.get("file_bytes") or 0) / 1e6 or None,
+            "per_core": r["audio_seconds_per_second"] / data["grid"]["threads"],
+            "parity": _parity_cell(fact.get("parity"), r["backend"]),
         })
     return rows
 
 
 COLUMNS = [("backend", "backend", "{}"), ("audio", "audio x batch", "{}"), ("median_ms", "median ms", "{:.1f}"),
            ("min_ms", "min ms", "{:.1f}"), ("p90_ms", "p90 ms", "{:.1f}"), ("rtf", "RTF", "{:.4f}"),
-           ("audio_s_per_s", "audio s/s", "{:.1f}"), ("speedup", "vs transformers", "{:.2f}x"),
+           ("audio_s_per_s", "audio s/s", "{:.1f}"), ("per_core", "audio s/s/core", "{:.2f}"),
+           ("speedup", "vs transformers", "{:.2f}x"), ("parity", "max abs / scaled error", "{}"),
            ("gflops", "GFLOP/s", "{:.1f}"), ("peak_pct", "% of peak", "{:.0f}%"),
            ("load_s", "load s", "{:.1f}"), ("rss_mb", "peak RSS MB", "{:.0f}"), ("size_mb", "file MB", "{:.1f}")]
+
+
+def _parity_cell(parity: dict | None, name: str) -> str | None:
+    """'max abs / scaled' error of a backend's output against the reference backend's."""
+    if not parity:
+        return None
+    if "error" in parity:
+        return parity["error"]
+    if name == parity["against"]:
+        return "(the reference)"
+    return f"{parity['max_abs']:.2e} / {parity['scaled']:.1e}"
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:
@@ -91,10 +105,16 @@ def write_markdown(data: dict, path: Path, command: str) -> None:
              "each backend in its own process (peak RSS is that process's high-water mark, loading included); "
              + (f"threads spin-wait as each library does by default (--spin), {SPIN_PAUSE} s pause between runs."
                 if data["grid"].get("spin") else "OpenMP and onnxruntime threads sleep when idle (no spin-wait)."),
+             "Error: each backend's first output for one input (batch 1, the first duration) against "
+             f"{_against(data)}'s, max abs and divided by the reference's largest magnitude.",
              "", markdown_table(_rows(data)), ""]
     for name, reason in data["skipped"]:
         lines.append(f"- skipped **{name}**: {reason}")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _against(data: dict) -> str:
+    return next((f["parity"]["against"] for f in data["backends"].values() if f.get("parity")), "no reference")
 
 
 def write_json(data: dict, path: Path) -> None:

@@ -15,6 +15,7 @@ from runtime.manifest import MANIFEST_NAME, load_manifest
 
 from . import report
 from .backends import file_size, materialize, plan_backends
+from .peers import plan_peers, prepare_ctranslate2
 from .harness import Grid, run_grid
 from .peaks import measure_peaks
 
@@ -58,32 +59,82 @@ def prepare_plain_export(spec: dict, threads: int) -> str | None:
     return None
 
 
+def prepare_standard_graphs(checkpoint: str | None, work: Path, precisions, quant) -> Path | None:
+    """Our standard-op graphs (--target tensorrt: fp32, and int8-qdq when an int precision is timed),
+    for OpenVINO; None without openvino or a checkpoint."""
+    from .peers import _has
+
+    if checkpoint is None or not _has("openvino"):
+        return None
+    from exporter.export import export
+
+    wanted = ("fp32", "int8-qdq") if any(p.startswith("int") for p in precisions) else ("fp32",)
+    folder = work / "artifact-tensorrt"
+    have = set(load_manifest(folder).data["variants"]) if (folder / MANIFEST_NAME).is_file() else set()
+    if not set(wanted) <= have:
+        log.info("exporting the standard-op graphs (%s, --target tensorrt) for OpenVINO", ", ".join(wanted))
+        export(checkpoint, folder, target="tensorrt", precisions=wanted, force=True, quant=quant)
+    return folder
+
+
 def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | None = None,
-              progress=None, command: str = "w2vbert benchmark", precisions=("fp32",), quant=None) -> dict:
+              progress=None, command: str = "w2vbert benchmark", precisions=("fp32",), quant=None,
+              only: tuple[str, ...] = ()) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
+    options = (progress, command, precisions, quant, only)
     if work_dir is not None:  # kept: exports are reused across runs
-        return _benchmark(source, out_dir, grid, Path(work_dir), progress, command, precisions, quant)
+        return _benchmark(source, out_dir, grid, Path(work_dir), *options)
     with tempfile.TemporaryDirectory(prefix="w2vbert-bench-") as work:  # nothing left in the temp folder
-        return _benchmark(source, out_dir, grid, Path(work), progress, command, precisions, quant)
+        return _benchmark(source, out_dir, grid, Path(work), *options)
 
 
-def _benchmark(source, out_dir: Path, grid: Grid, work: Path, progress, command: str, precisions, quant) -> dict:
-    from exporter.artifact import tool_versions
+def select(specs: list[dict], only: tuple[str, ...]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Keep the backends whose name contains one of `only` (case-insensitive); all when empty."""
+    if not only:
+        return specs, []
+    keep = [s for s in specs if any(o.lower() in s["name"].lower() for o in only)]
+    return keep, [(s["name"], f"not selected (--only {','.join(only)})") for s in specs if s not in keep]
 
+
+def _plan(source, grid: Grid, work: Path, precisions, quant, only):
+    """-> (artifact, backend specs to run, [(name, reason)] skipped), every file they need built."""
     artifact, checkpoint = prepare(source, work, precisions, quant)
-    manifest = load_manifest(artifact)
+    int8 = any(p.startswith("int") for p in precisions)
     specs, skipped = plan_backends(checkpoint, artifact, work)
     if checkpoint is None:
         skipped += [(s["name"], "no checkpoint to build it from") for s in specs if s["kind"] != "session"]
         specs = [s for s in specs if s["kind"] == "session"]
-    for spec in [s for s in specs if s["kind"] == "plain-export"]:
-        reason = prepare_plain_export(spec, grid.threads)
+    # OpenVINO's rows on our graphs need a --target tensorrt export: made only when they will run
+    wanted, _ = select(plan_peers(checkpoint, work, work, int8)[0], only)
+    std = prepare_standard_graphs(checkpoint, work, precisions, quant) if any(
+        "tensorrt graph" in s["name"] for s in wanted) else None
+    peers, peer_skips = plan_peers(checkpoint, std, work, int8)
+    specs, unselected = select(specs + peers, only)
+    plain = {"kind": "plain-export", "name": "plain export", "source": checkpoint,
+             "path": str(work / "plain" / "model.onnx")}
+    for spec in [plain] + [s for s in specs if s["kind"] == "plain-export"]:  # the fp32 export first
+        users = [s for s in specs if spec["path"] in (s.get("path"), s.get("quantize_from"))]
+        reason = prepare_plain_export(spec, grid.threads) if users else None
+        if reason:
+            skipped += [(s["name"], reason) for s in users]
+            specs = [s for s in specs if s not in users]
+    for spec in [s for s in specs if s["kind"] == "ctranslate2"]:
+        reason = prepare_ctranslate2(spec)
         if reason:
             skipped.append((spec["name"], reason))
             specs.remove(spec)
+    return artifact, specs, skipped + peer_skips + unselected
+
+
+def _benchmark(source, out_dir: Path, grid: Grid, work: Path, progress, command: str, precisions, quant,
+               only) -> dict:
+    from exporter.artifact import tool_versions
+
+    artifact, specs, skipped = _plan(source, grid, work, precisions, quant, only)
+    manifest = load_manifest(artifact)
     log.info("measuring this machine's fp32 and int8 matmul peaks")
     peaks = measure_peaks(grid.threads)
-    data = run_grid(specs, grid, manifest.config, manifest.head, peaks, progress)
+    data = run_grid(specs, grid, manifest.config, manifest.head, peaks, progress, parity_dir=work / "parity")
     for name, fact in data["backends"].items():
         fact["file_bytes"] = file_size(fact["spec"])
     config = manifest.config

@@ -4,7 +4,8 @@
 
 Protocol: after loading it prints {"ready": true, "load_seconds": ...}; then for
 each {"batch": B, "frames": T, "feature_dim": F, "seed": S} it runs once and
-prints {"seconds": ...}; {"quit": true} answers {"peak_rss_bytes": ...}. Inputs
+prints {"seconds": ...} (with "save": PATH it also saves its first output there, for
+parity); {"quit": true} answers {"peak_rss_bytes": ...}. Inputs
 are generated from the seed, so every backend sees identical arrays. Peak RSS is
 this process's own high-water mark, so backends never share memory figures.
 """
@@ -32,7 +33,7 @@ def reply(message: dict) -> None:
 
 def main() -> None:
     spec, threads = json.loads(sys.argv[1]), int(sys.argv[2])
-    from benchmarks.backends import build
+    from benchmarks.backends import build, first_output
 
     started = time.perf_counter()
     try:
@@ -54,8 +55,15 @@ def main() -> None:
             cache[key] = inputs(*key)
         features, mask = cache[key]
         t0 = time.perf_counter()
-        run(features, mask)
-        reply({"seconds": time.perf_counter() - t0})
+        try:
+            outputs = run(features, mask)
+        except Exception as exc:  # the coordinator reports it: one engine failing must not end the run
+            reply({"error": f"{type(exc).__name__}: {exc}"})
+            continue
+        seconds = time.perf_counter() - t0
+        if command.get("save"):
+            np.save(command["save"], first_output(outputs))
+        reply({"seconds": seconds})
     reply({"peak_rss_bytes": peak_rss_bytes()})
 
 

@@ -19,6 +19,7 @@ recording's last sample is clipped to its duration.
 from __future__ import annotations
 
 import io
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,10 @@ class _AudioTaskPipeline:
     def _pipe(self, batch_size, **options):
         from .audio_pipeline import AudioPipeline
 
-        return AudioPipeline(self.session, batch_size=batch_size or self.batch_size, **options)
+        batch_size = self.batch_size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        return AudioPipeline(self.session, batch_size=int(batch_size), **options)
 
 
 class SpeechRecognitionPipeline(_AudioTaskPipeline):
@@ -111,18 +115,25 @@ class SpeechRecognitionPipeline(_AudioTaskPipeline):
         return results[0] if single else results
 
 
+def _seconds(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise InputError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def _chunking(chunk_length_s, stride_length_s) -> dict:
     """transformers' chunk_length_s / stride_length_s (context on each side, default chunk / 6) -> ours."""
     if chunk_length_s is None:
         if stride_length_s is not None:
             raise InputError("stride_length_s needs chunk_length_s")
         return {}
-    stride = chunk_length_s / 6 if stride_length_s is None else stride_length_s
+    chunk = _seconds("chunk_length_s", chunk_length_s)
+    stride = chunk / 6 if stride_length_s is None else stride_length_s
     if isinstance(stride, (list, tuple)):
         if len(stride) != 2 or stride[0] != stride[1]:
             raise InputError(f"stride_length_s={stride!r}: only equal context on both sides is supported")
         stride = stride[0]
-    return {"chunk_seconds": float(chunk_length_s), "overlap_seconds": float(stride)}
+    return {"chunk_seconds": chunk, "overlap_seconds": _seconds("stride_length_s", stride)}
 
 
 class AudioClassificationPipeline(_AudioTaskPipeline):
@@ -132,9 +143,10 @@ class AudioClassificationPipeline(_AudioTaskPipeline):
         options = {"top_k": 5, **self.defaults, **self._options(options)}
         config = self.session.config
         labels = {int(k): v for k, v in config["id2label"].items()}
-        top_k = len(labels) if options["top_k"] is None else min(int(options["top_k"]), len(labels))
-        if top_k < 1:
-            raise InputError(f"top_k must be >= 1 (or None: every label), got {options['top_k']}")
+        top_k = options["top_k"]
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 0):
+            raise InputError(f"top_k must be a whole number >= 0 (or None: every label), got {top_k!r}")
+        top_k = len(labels) if top_k is None else min(int(top_k), len(labels))
         function = options.get("function_to_apply") or {"regression": "none", "multi_label_classification": "sigmoid"
                                                         }.get(config.get("problem_type"), "softmax")
         if function not in ("softmax", "sigmoid", "none"):
@@ -174,7 +186,10 @@ def _one_wave(item, index: int, features) -> np.ndarray:
             raise InputError(f"input {index} is a dict with keys {sorted(item)}; expected 'raw' (or 'array') "
                              "samples and their 'sampling_rate'")
         wave = check(samples, index)
-        source = int(item["sampling_rate"])
+        source = item["sampling_rate"]
+        if isinstance(source, bool) or not isinstance(source, numbers.Integral) or source <= 0:
+            raise InputError(f"input {index}: sampling_rate must be a whole number of Hz > 0, got {source!r}")
+        source = int(source)
         return wave if source == rate else check(resample(wave, source, rate), index)
     if isinstance(item, np.ndarray):
         if item.ndim != 1:

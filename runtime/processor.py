@@ -124,25 +124,30 @@ class Processor:
             if return_attention_mask:
                 out["attention_mask"] = mask.astype(np.int32)  # transformers' dtype
         if text is not None:
-            ids = self._encode(text)
+            single = isinstance(text, str)
+            rows = [self.tokenizer_for("text").encode(text)] if single else self._encode_all(text)
+            padded = padding is not False and len({len(r) for r in rows}) > 1
+            ids, mask = _pad_ids(rows, self.tokenizer.pad_token_id) if padded else (rows, [[1] * len(r) for r in rows])
             if audio is None:
-                out["input_ids"] = _as_tensors(ids, return_tensors, isinstance(text, str))
-                out["attention_mask"] = _as_tensors(
-                    [1] * len(ids) if isinstance(text, str) else [[1] * len(r) for r in ids],
-                    return_tensors, isinstance(text, str))
+                out["input_ids"] = _as_tensors(ids[0] if single else ids, return_tensors, single)
+                out["attention_mask"] = _as_tensors(mask[0] if single else mask, return_tensors, single)
             else:
-                out["labels"] = _as_tensors(ids, return_tensors, isinstance(text, str))
+                out["labels"] = _as_tensors(ids[0] if single else ids, return_tensors, single)
         return out
 
-    def _encode(self, text):
+    def tokenizer_for(self, what: str) -> CTCTokenizer:
         if self.tokenizer is None:
-            raise InputError("this processor has no tokenizer (the model is not CTC, or its vocab.json is missing): "
-                             "text cannot be encoded")
-        if isinstance(text, str):
-            return self.tokenizer.encode(text)
-        if isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
-            return [self.tokenizer.encode(t) for t in text]
-        raise InputError(f"text must be a string or a list of strings, got {type(text).__name__}")
+            raise InputError(f"this processor has no tokenizer (the model is not CTC, or its vocab.json is missing): "
+                             f"{what} cannot be encoded")
+        return self.tokenizer
+
+    def _encode_all(self, text) -> list[list[int]]:
+        if not isinstance(text, (list, tuple)) or not all(isinstance(t, str) for t in text):
+            raise InputError(f"text must be a string or a list of strings, got {type(text).__name__}")
+        if not text:
+            raise InputError("text is an empty list")
+        tokenizer = self.tokenizer_for("text")
+        return [tokenizer.encode(t) for t in text]
 
     def pad(self, input_features=None, labels=None, return_tensors: str | None = "np") -> BatchFeature:
         """Already-extracted features ((T, 160) arrays, or dicts holding one as "input_features") padded to the
@@ -166,10 +171,17 @@ class Processor:
                 batch[i, :len(a)], mask[i, :len(a)] = a, 1
             out["input_features"], out["attention_mask"] = batch, mask
         if labels is not None:
-            rows = [list(map(int, r)) for r in _items(labels, "input_ids")]
-            pad_id = self.tokenizer.pad_token_id if self.tokenizer else 0
-            longest = max(len(r) for r in rows)
-            out["labels"] = np.array([r + [pad_id] * (longest - len(r)) for r in rows], dtype=np.int64)
+            try:
+                rows = [[int(i) for i in r] for r in _items(labels, "input_ids")]
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"labels must be a list of id sequences (or of dicts with 'input_ids'): {exc}") from exc
+            ids, mask = _pad_ids(rows, self.tokenizer.pad_token_id if self.tokenizer else 0)
+            if input_features is None:  # as transformers: labels alone come back as a tokenizer batch
+                out["input_ids"], out["attention_mask"] = np.array(ids, np.int64), np.array(mask, np.int64)
+            else:
+                out["labels"] = np.array(ids, dtype=np.int64)
+        if return_tensors is None:
+            return BatchFeature({k: v.tolist() for k, v in out.items()})
         return out
 
     # ------------------------------------------------------------------ decoding
@@ -182,10 +194,7 @@ class Processor:
         return self._tokenizer().batch_decode(sequences, **options)
 
     def _tokenizer(self) -> CTCTokenizer:
-        if self.tokenizer is None:
-            raise InputError("this processor has no tokenizer (the model is not CTC, or its vocab.json is missing): "
-                             "nothing to decode with")
-        return self.tokenizer
+        return self.tokenizer_for("ids")
 
 
 def _check_return_tensors(return_tensors) -> None:
@@ -200,7 +209,17 @@ def _items(values, key: str) -> list:
     if not isinstance(values, (list, tuple)) or not values:
         raise InputError(f"pad expects a non-empty list of {key} (or of dicts with {key!r}), got "
                          f"{type(values).__name__}")
+    missing = [i for i, v in enumerate(values) if isinstance(v, dict) and key not in v]
+    if missing:
+        raise InputError(f"pad: item {missing[0]} is a dict with keys {sorted(values[missing[0]])}; expected {key!r}")
     return [v[key] if isinstance(v, dict) else v for v in values]
+
+
+def _pad_ids(rows: list[list[int]], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Right-pad id rows to the longest with the pad id; 1/0 masks."""
+    longest = max(len(r) for r in rows)
+    return ([r + [pad_id] * (longest - len(r)) for r in rows],
+            [[1] * len(r) + [0] * (longest - len(r)) for r in rows])
 
 
 def _as_tensors(ids, return_tensors, single: bool):

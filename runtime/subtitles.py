@@ -3,10 +3,13 @@
 Words are grouped into cues the way subtitle guidelines ask: at most ~42 characters and
 ~5 s on screen, and a new cue after a pause of 1 s or more, so a cue never spans a silence.
 A cue runs from its first word's start to its last word's end; cues inherit the words'
-order, so they never overlap when the words do not.
+order, so they never overlap when the words do not. WebVTT text is escaped (&, <, >); SubRip
+has no escaping, so a token such as ``<unk>`` is written as it is (players may read tags).
 """
 
 from __future__ import annotations
+
+import html
 
 MAX_CHARS = 42
 MAX_SECONDS = 5.0
@@ -43,5 +46,7 @@ def to_srt(words: list[dict]) -> str:
 
 
 def to_vtt(words: list[dict]) -> str:
-    blocks = [f"{_clock(c['start'], '.')} --> {_clock(c['end'], '.')}\n{c['text']}\n" for c in cues(words)]
+    # WebVTT cue text is markup: a token such as <unk> would be read as a tag and vanish
+    blocks = [f"{_clock(c['start'], '.')} --> {_clock(c['end'], '.')}\n{html.escape(c['text'], quote=False)}\n"
+              for c in cues(words)]
     return "WEBVTT\n\n" + "\n".join(blocks)

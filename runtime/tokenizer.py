@@ -62,8 +62,11 @@ class CTCTokenizer:
         self.do_lower_case = bool(do_lower_case)
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.special_tokens = {pad_token, bos_token, eos_token, unk_token}
+        self.base_vocab = dict(self.vocab)  # vocab.json's part (from_dir: without the added tokens)
+        self.extra_special: list[str] = []
         # token -> (lstrip, rstrip): multi-character vocabulary tokens strip the spaces around them
-        self.added = {t: (True, True) for t in self.vocab if len(t) > 1}
+        # (transformers adds them so), added tokens keep the flags they were saved with
+        self.added = {t: (True, True) for t in self.vocab if len(t) > 1 and t not in (added or {})}
         self.added.update(added or {})
 
     @classmethod
@@ -75,25 +78,36 @@ class CTCTokenizer:
         vocab = _read_json(root / "vocab.json")
         if vocab and all(isinstance(v, dict) for v in vocab.values()):
             raise ArtifactError(f"{root / 'vocab.json'} is a multi-language vocabulary; pick one language")
-        options, added = {}, {}
+        options, added, extra_special = {}, {}, set()
+        base = set(vocab)
         for name in ("special_tokens_map.json", "tokenizer_config.json"):
             if (root / name).is_file():
                 config = _read_json(root / name)
                 options.update({k: _content(config[k]) for k in (
                     *SPECIAL_NAMES, "word_delimiter_token", "replace_word_delimiter_char", "do_lower_case",
                     "clean_up_tokenization_spaces") if config.get(k) is not None})
+                for key in ("additional_special_tokens", "extra_special_tokens"):
+                    extra_special.update(_content(t) for t in config.get(key) or [])
                 for index, spec in config.get("added_tokens_decoder", {}).items():
-                    vocab.setdefault(_content(spec), int(index))
-                    if isinstance(spec, dict) and _content(spec) not in vocab:
-                        added[spec["content"]] = (bool(spec.get("lstrip")), bool(spec.get("rstrip")))
+                    token = _content(spec)
+                    vocab.setdefault(token, int(index))
+                    if isinstance(spec, dict):  # transformers keeps the flags it saved
+                        added[token] = (bool(spec.get("lstrip")), bool(spec.get("rstrip")))
+                        if spec.get("special"):
+                            extra_special.add(token)
         if (root / "added_tokens.json").is_file():
             extra = _read_json(root / "added_tokens.json")
-            added.update({t: (False, False) for t in extra if t not in vocab})
+            # added later through add_tokens(str): transformers never strips around those
+            added.update({t: (False, False) for t in extra if t not in base and t not in added})
             vocab.update(extra)
         try:
-            return cls({t: int(i) for t, i in vocab.items()}, added=added, **options)
+            tokenizer = cls({t: int(i) for t, i in vocab.items()}, added=added, **options)
         except (TypeError, ValueError) as exc:
             raise ArtifactError(f"the tokenizer files in {root} are not a CTC vocabulary: {exc}") from exc
+        tokenizer.base_vocab = {t: i for t, i in tokenizer.vocab.items() if t in base}
+        tokenizer.special_tokens |= extra_special
+        tokenizer.extra_special = sorted(extra_special)
+        return tokenizer
 
     def save(self, directory: Path) -> list[Path]:
         """Write vocab.json, tokenizer_config.json and special_tokens_map.json (what transformers reads)."""
@@ -104,8 +118,15 @@ class CTCTokenizer:
                   "replace_word_delimiter_char": self.replace_word_delimiter_char,
                   "do_lower_case": self.do_lower_case,
                   "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+        extra = {t: i for t, i in self.vocab.items() if t not in self.base_vocab}
+        if extra:
+            config["added_tokens_decoder"] = {str(i): {
+                "content": t, "lstrip": self.added.get(t, (False, False))[0], "rstrip": self.added.get(t, (False, False))[1],
+                "normalized": False, "single_word": False, "special": t in self.extra_special} for t, i in extra.items()}
+        if self.extra_special:
+            config["extra_special_tokens"] = list(self.extra_special)
         written = []
-        for name, data in (("vocab.json", self.vocab), ("tokenizer_config.json", config),
+        for name, data in (("vocab.json", self.base_vocab), ("tokenizer_config.json", config),
                            ("special_tokens_map.json", specials)):
             path = directory / name
             path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -195,6 +216,12 @@ class CTCTokenizer:
     def batch_decode(self, sequences, **options):
         """Many sequences (a list of id lists, a (B, T) id array or (B, T, V) logits) -> a list of texts,
         or one DecodeOutput of lists when offsets are asked for (as transformers)."""
+        if hasattr(sequences, "detach"):  # a torch tensor
+            sequences = sequences.detach().cpu().float().numpy() if sequences.is_floating_point() \
+                else sequences.detach().cpu().numpy()
+        if np.isscalar(sequences) or (isinstance(sequences, np.ndarray) and sequences.ndim < 2):
+            raise InputError(f"batch_decode takes a list of id sequences (or (batch, frames, vocab) logits), got "
+                             f"{type(sequences).__name__}; use decode for one sequence")
         if isinstance(sequences, np.ndarray) and sequences.dtype.kind == "f":
             if sequences.ndim != 3:
                 raise InputError(f"logits for batch_decode must be (batch, frames, vocab), got shape {sequences.shape}")
@@ -226,11 +253,17 @@ def word_offsets(char_offsets: list[dict], delimiter: str = " ") -> list[dict]:
 
 def _as_ids(token_ids, rank: int) -> list[int]:
     """ids as ints; float logits (frames, vocab) -> argmax per frame."""
-    if hasattr(token_ids, "numpy") and not isinstance(token_ids, np.ndarray):  # a torch tensor, never imported
-        token_ids = token_ids.numpy()
-    array = np.asarray(token_ids)
+    if hasattr(token_ids, "detach"):  # a torch tensor (torch is never imported here): any device, dtype, grad
+        token_ids = token_ids.detach().cpu().float().numpy() if token_ids.is_floating_point() \
+            else token_ids.detach().cpu().numpy()
+    try:
+        array = np.asarray(token_ids)
+    except ValueError as exc:  # ragged nested lists
+        raise InputError(f"decode takes one sequence of token ids, got {type(token_ids).__name__}: {exc}") from exc
     if array.size == 0:
         return []
+    if array.dtype.kind == "f" and array.ndim == rank and np.all(array == np.round(array)):
+        array = array.astype(np.int64)  # ids given as floats, as transformers accepts
     if array.dtype.kind == "f":
         if array.ndim != rank + 1:
             raise InputError(f"logits for decode must be (frames, vocab), got shape {array.shape}")

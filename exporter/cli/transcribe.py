@@ -114,6 +114,8 @@ def _file_targets(paths: list[str], out_dir: Path, suffix: str, overwrite: bool)
     """Where each input's array or subtitles go; collisions and existing files refused first."""
     from runtime.errors import OptionError
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OptionError(f"--out-dir {out_dir} is a file; give a directory (it is created when missing)")
     targets = {i: out_dir / (Path(p).stem + suffix) for i, p in enumerate(paths)}
     by_target: dict[Path, list[str]] = {}
     for i, target in targets.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -99,3 +100,29 @@ def test_quick_benchmark_end_to_end_writes_schema(tmp_path, spin, monkeypatch):
     assert ("spin-wait as each library does" in (tmp_path / "out" / "results.md").read_text()) is spin
     assert (tmp_path / "out" / "latency_batch1.png").stat().st_size > 10_000
     assert data["plots"]
+    # every backend's output was compared with transformers' on the same input
+    parity = {name: fact["parity"] for name, fact in saved["backends"].items()}
+    assert parity["transformers eager"]["max_abs"] == 0
+    for name in ("reference eager", "ours fp32 (ort)", "plain export (ORT)"):
+        assert parity[name]["against"] == "transformers eager" and parity[name]["scaled"] < 1e-4, (name, parity[name])
+    if importlib.util.find_spec("openvino"):  # the bench extra: OpenVINO's rows run and agree
+        for name in ("OpenVINO on plain export", "OpenVINO on ours fp32 (tensorrt graph)"):
+            assert name in names and parity[name]["scaled"] < 1e-4, (name, parity[name])
+    if importlib.util.find_spec("ctranslate2"):  # the tiny preset has no adapter: CTranslate2's converter fails
+        reasons = dict(saved["skipped"])
+        assert "ct2-transformers-converter failed" in reasons["CTranslate2 float32"]
+
+
+def test_a_backend_that_fails_is_reported_with_its_error_and_the_run_goes_on(tmp_path):
+    """CTranslate2 converts the bundled model (relative_key + adapter) but its encoder fails on it."""
+    pytest.importorskip("ctranslate2")
+    from benchmarks.run import benchmark
+
+    grid = Grid(durations=(1.0,), batches=(1,), threads=1, warmup=0, repeats=1)
+    data = benchmark(None, tmp_path / "out", grid, work_dir=tmp_path / "work", only=("transformers", "ctranslate2"))
+    reasons = dict(data["skipped"])
+    assert "failed at the parity run" in reasons["CTranslate2 float32"]
+    assert "MatMul: k dimension" in reasons["CTranslate2 float32"]
+    assert {r["backend"] for r in data["results"]} == {"transformers eager"}
+    assert "not selected (--only transformers,ctranslate2)" in reasons["ours fp32 (ort)"]
+    assert "**CTranslate2 float32**: failed at the parity run" in (tmp_path / "out" / "results.md").read_text()

@@ -146,7 +146,15 @@ def test_pipeline_mistakes(ctc_artifact, classifier):
         asr(b"not audio")
     assert asr(SAMPLES[0].read_bytes())["text"] == asr(wave)["text"]
     clf = pipeline("audio-classification", model=classifier[1])
-    with pytest.raises(InputError, match="top_k must be >= 1"):
-        clf(wave, top_k=0)
+    assert clf(wave, top_k=0) == []  # as transformers
+    with pytest.raises(InputError, match="top_k must be a whole number >= 0"):
+        clf(wave, top_k="x")
+    for bad in ("x", None, 0, -8000):
+        with pytest.raises(InputError, match="sampling_rate must be a whole number of Hz > 0"):
+            asr({"raw": wave, "sampling_rate": bad})
+    with pytest.raises(InputError, match="chunk_length_s must be a number of seconds"):
+        asr(wave, chunk_length_s="x")
+    with pytest.raises(InputError, match="batch_size must be a whole number >= 1"):
+        asr([wave], batch_size=0)
     with pytest.raises(InputError, match="function_to_apply='relu'"):
         clf(wave, function_to_apply="relu")

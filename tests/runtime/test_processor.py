@@ -58,16 +58,23 @@ def test_single_batched_and_padded_audio(ours, theirs, speech):
 
 
 def test_labels_from_text(ours, theirs, speech):
+    # padding=True (our default) pads text too, as transformers does when asked; padding=False leaves it ragged
     for text in ("four up one", ["four up one", "two go"], ["Seven <unk>", "left left no"]):
+        audio = speech[:1] if isinstance(text, str) else speech[:len(text)]
         for tensors in ("np", None):
-            mine = ours(speech[:1] if isinstance(text, str) else speech[:len(text)], text=text, sampling_rate=16000,
-                        return_tensors=tensors)
-            hf = theirs(speech[:1] if isinstance(text, str) else speech[:len(text)], text=text, sampling_rate=16000,
-                        return_tensors=tensors)
-            assert _plain(mine["labels"]) == _plain(hf["labels"]), (text, tensors)
+            for padding in (True, False):
+                mine = ours(audio if padding else audio[:1] * len(audio), text=text, sampling_rate=16000,
+                            return_tensors=tensors, padding=padding)
+                hf = theirs(audio, text=text, sampling_rate=16000, return_tensors=tensors,
+                            **({"padding": True} if padding else {}))
+                assert _plain(mine["labels"]) == _plain(hf["labels"]), (text, tensors, padding)
     for text in ("three six", ["three", "six six"]):
-        mine, hf = ours(text=text, return_tensors=None), theirs(text=text)
-        assert dict(mine) == dict(hf)
+        for padding in (True, False):
+            mine = ours(text=text, return_tensors=None, padding=padding)
+            hf = theirs(text=text, **({"padding": True} if padding else {}))
+            assert dict(mine) == dict(hf), (text, padding)
+        mine, hf = ours(text=text), theirs(text=text, padding=True, return_tensors="np")
+        assert all(np.array_equal(mine[k], hf[k]) for k in hf)
 
 
 def _plain(value):
@@ -85,6 +92,8 @@ def test_pad_features_and_labels(ours, theirs, speech):
     same_features(mine, hf, "pad")
     plain = ours.pad(input_features=feats)  # bare arrays, as our FeatureExtractor returns them
     assert np.array_equal(plain["input_features"], mine["input_features"])
+    alone, hf_alone = ours.pad(labels=labels), theirs.pad(labels=labels, return_tensors="np")  # a tokenizer batch
+    assert sorted(alone) == sorted(hf_alone) and all(np.array_equal(alone[k], hf_alone[k]) for k in hf_alone)
 
 
 def test_decode_through_the_processor(ours, theirs):
@@ -134,6 +143,16 @@ def test_mistakes(ours, tmp_path, speech):
         ours(speech[0], padding="max_length")
     with pytest.raises(InputError, match=r"expected \(frames, 160\)"):
         ours.pad(input_features=[np.zeros((4, 80), np.float32)])
+    with pytest.raises(InputError, match="sampling_rate must be a whole number"):
+        ours(speech[0], sampling_rate="x")
+    with pytest.raises(InputError, match="text is an empty list"):
+        ours(text=[])
+    with pytest.raises(InputError, match="labels must be a list of id sequences"):
+        ours.pad(labels=[5, 6])
+    with pytest.raises(InputError, match="expected 'input_features'"):
+        ours.pad(input_features=[{"x": 1}])
+    with pytest.raises(InputError, match="batch_decode takes a list of id sequences"):
+        ours.batch_decode(5)
     with pytest.raises(ArtifactError, match="neither manifest.json"):
         Processor.from_pretrained(tmp_path)
     no_tokenizer = Processor(ours.feature_extractor)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from exporter.cli import main
 from runtime import Session
 from runtime.audio import load_audio
-from runtime.subtitles import cues, to_srt
+from runtime.subtitles import cues, to_srt, to_vtt
 from tests.conftest import FIXTURE
 
 SAMPLES = sorted((FIXTURE / "samples").glob("*.wav"))
@@ -151,6 +151,8 @@ def test_cues_break_at_pauses_and_length():
     assert all(len(c["text"]) <= 42 and c["end"] - c["start"] <= 5.0 for c in grouped)
     assert " ".join(c["text"] for c in grouped).split() == [w["word"] for w in words]
     assert to_srt([]) == ""
+    assert "&lt;unk&gt; a&amp;b" in to_vtt([{"word": "<unk>", "start": 0.0, "end": 0.2},
+                                            {"word": "a&b", "start": 0.3, "end": 0.5}])
 
 
 def test_timestamps_need_a_ctc_head(tmp_path):
@@ -159,6 +161,14 @@ def test_timestamps_need_a_ctc_head(tmp_path):
     assert runner.invoke(main, ["-q", "export", "tiny", "--head", "XVector", "-o", str(out)]).exit_code == 0
     result = runner.invoke(main, ["-q", "transcribe", str(out), str(SAMPLES[0]), "--format", "srt"])
     assert result.exit_code == 2 and "--format srt needs a CTC model" in result.output
+
+
+def test_out_dir_that_is_a_file_is_refused_before_running(artifact, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    result = CliRunner().invoke(main, ["-q", "transcribe", str(artifact), *map(str, SAMPLES[:2]), "--format", "srt",
+                                       "--out-dir", str(tmp_path / "afile")])
+    assert result.exit_code == 2 and "is a file" in result.output
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_format_options_disagreeing(artifact):

@@ -1,0 +1,132 @@
+"""The other engines people run this model on: OpenVINO and CTranslate2.
+
+* OpenVINO (Intel's CPU runtime) compiles ONNX files itself. It is timed on what users have
+  today (the plain ``torch.onnx.export``) and on our standard-op graphs (``--target tensorrt``
+  fp32 and int8-qdq: no onnxruntime-only operators, so nothing is lost in translation).
+* CTranslate2 has a native Wav2Vec2-BERT encoder. Its converter (``ct2-transformers-converter``)
+  takes only a ``Wav2Vec2BertForCTC`` checkpoint with a tokenizer, so it is given a CTC twin of the
+  benchmarked checkpoint (same encoder weights, a 32-token head, ``return_hidden`` so it answers
+  the hidden states the other backends answer). When the converter or the engine fails, the row
+  says why (benchmarks.run reports it among the skipped backends with the error).
+
+Both are in the ``bench`` extra; without them their rows are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("w2vbert")
+CT2_TYPES = ("float32", "int8")
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def plan_peers(checkpoint: str | None, std_artifact: Path | None, work: Path,
+               int8: bool) -> tuple[list[dict], list[tuple[str, str]]]:
+    """-> (specs, skipped) for OpenVINO and CTranslate2."""
+    specs, skipped = [], []
+    if not _has("openvino"):
+        skipped.append(("OpenVINO", "openvino not installed (pip install 'w2vbert-deploy[bench]')"))
+    else:
+        if checkpoint is not None:
+            specs.append({"name": "OpenVINO on plain export", "kind": "openvino",
+                          "path": str(work / "plain" / "model.onnx")})
+        for precision in ("fp32", "int8-qdq") if int8 else ("fp32",):
+            if std_artifact is not None:
+                specs.append({"name": f"OpenVINO on ours {precision} (tensorrt graph)", "kind": "openvino",
+                              "path": str(std_artifact / f"model.{precision}.onnx"), "precision": precision})
+    if not _has("ctranslate2"):
+        skipped.append(("CTranslate2", "ctranslate2 not installed (pip install 'w2vbert-deploy[bench]')"))
+    elif checkpoint is None:
+        skipped.append(("CTranslate2", "no checkpoint to convert"))
+    else:
+        for compute in CT2_TYPES if int8 else CT2_TYPES[:1]:
+            specs.append({"name": f"CTranslate2 {compute}", "kind": "ctranslate2", "source": checkpoint,
+                          "path": str(work / f"ct2-{compute}"), "compute_type": compute,
+                          "precision": "int8" if compute == "int8" else "fp32"})
+    return specs, skipped
+
+
+def prepare_ctranslate2(spec: dict) -> str | None:
+    """Convert the checkpoint's CTC twin with CTranslate2's own converter; None or why it failed."""
+    out = Path(spec["path"])
+    if (out / "model.bin").is_file():
+        return None
+    twin = out.parent / "ct2-source"
+    if not (twin / "vocab.json").is_file():
+        done = subprocess.run([sys.executable, "-c", f"from benchmarks.peers import ctc_twin; "
+                               f"ctc_twin({spec['source']!r}, {str(twin)!r})"],
+                              capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[1]))
+        if done.returncode != 0:
+            return f"building its CTC twin failed: {_last_line(done.stderr)}"
+    converter = Path(sys.executable).with_name("ct2-transformers-converter")
+    done = subprocess.run([str(converter), "--model", str(twin), "--output_dir", str(out),
+                           "--quantization", spec["compute_type"]], capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"ct2-transformers-converter failed: {_last_line(done.stderr)}"
+    return None
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no message)"
+
+
+def ctc_twin(checkpoint: str, out: str) -> None:
+    """The checkpoint's encoder under a Wav2Vec2BertForCTC head, with a vocabulary (what the converter reads)."""
+    import shutil
+
+    import transformers
+
+    source = Path(checkpoint)
+    if (source / "vocab.json").is_file():  # a CTC checkpoint: its own head and vocabulary
+        model = transformers.Wav2Vec2BertForCTC.from_pretrained(checkpoint)
+    else:
+        model = transformers.Wav2Vec2BertForCTC.from_pretrained(checkpoint, vocab_size=32)
+    model.config.return_hidden = True  # CTranslate2 then answers the encoder's hidden states
+    model.save_pretrained(out)
+    if (source / "vocab.json").is_file():
+        shutil.copy(source / "vocab.json", Path(out, "vocab.json"))
+    else:
+        vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 31,
+                 **{chr(97 + i): 5 + i for i in range(26)}}
+        Path(out, "vocab.json").write_text(json.dumps(vocab))
+
+
+def build_openvino(spec: dict, threads: int):
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(spec["path"], "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                        "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    first = compiled.outputs[0]
+
+    def run(features, mask):
+        request.infer({"input_features": features, "attention_mask": mask})
+        return request.get_tensor(first).data.copy()
+    return run
+
+
+def build_ctranslate2(spec: dict, threads: int):
+    import ctranslate2
+
+    model = ctranslate2.models.Wav2Vec2Bert(spec["path"], device="cpu", compute_type=spec["compute_type"],
+                                            intra_threads=threads)
+
+    def run(features, mask):
+        # CTranslate2 takes no mask: the benchmark's inputs are unpadded (every mask is all ones)
+        if not mask.all():
+            raise ValueError("CTranslate2's encoder takes no attention mask; padded batches are not comparable")
+        return np.asarray(model.encode(ctranslate2.StorageView.from_array(features), to_cpu=True))
+    return run
