@@ -1,0 +1,118 @@
+"""Where the time goes inside one variant: onnxruntime's profiler, summed per operator type.
+
+    python -m benchmarks.op_profile ARTIFACT [--precision fp32] [--seconds 10] [--threads 2]
+                                   [--runs 3] [-o benchmarks/results/op-profile.md]
+
+Runs the variant `runs` times on random features of `seconds` of audio (batch 1) after one
+untimed run, with onnxruntime's profiling on, and reports per op type: kernel milliseconds
+per call, share of the kernel total, node count, and the share that is matrix multiply
+(MatMul, Gemm, MatMulInteger, fused/quantized matmuls, convolutions as matmuls). The
+remainder (elementwise chains, normalisations, layout changes, softmax) is the distance to
+the matmul roofline that graph changes can remove.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+MATMUL_OPS = frozenset({"MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+                        "QLinearMatMul", "FusedMatMul", "FusedGemm", "MatMulNBits", "QGemm", "Conv", "FusedConv",
+                        "ConvInteger", "QLinearConv", "NchwcConv"})
+
+
+def profile(artifact: Path, precision: str, seconds: float, threads: int, runs: int) -> dict:
+    import onnxruntime as ort
+
+    from benchmarks.flops import frames_for_seconds
+    from runtime.manifest import load_manifest
+
+    manifest = load_manifest(artifact)
+    form = manifest.form(precision, "cpu")
+    frames = frames_for_seconds(seconds)
+    dim = int(manifest.config["feature_projection_input_dim"])
+    rng = np.random.default_rng(0)
+    feeds = {"input_features": rng.standard_normal((1, frames, dim)).astype(np.float32),
+             "attention_mask": np.ones((1, frames), np.int64)}
+    with tempfile.TemporaryDirectory(prefix="w2vbert-profile-") as work:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(manifest.safe_path(form["file"])), options,
+                                       providers=["CPUExecutionProvider"])
+        session.run(None, feeds)  # untimed: first-call allocations
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(work, "profile")
+        session = ort.InferenceSession(str(manifest.safe_path(form["file"])), options,
+                                       providers=["CPUExecutionProvider"])
+        session.run(None, feeds)
+        for _ in range(runs):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    return summarize(events, runs + 1, {"artifact": str(artifact), "precision": precision, "file": form["file"],
+                                        "seconds": seconds, "frames": frames, "threads": threads, "runs": runs})
+
+
+def summarize(events: list[dict], calls: int, facts: dict) -> dict:
+    """Kernel time per op type, per call, from onnxruntime profile events (the first call dropped)."""
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    first_end = runs[0]["ts"] + runs[0]["dur"] if runs else 0
+    per_op = defaultdict(lambda: {"us": 0.0, "nodes": set()})
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < first_end:
+            continue
+        op = e.get("args", {}).get("op_name", "?")
+        per_op[op]["us"] += e["dur"]
+        per_op[op]["nodes"].add(e["name"][:-len("_kernel_time")])
+    timed = max(calls - 1, 1)
+    total = sum(v["us"] for v in per_op.values())
+    wall = sum(r["dur"] for r in runs[1:]) / timed if len(runs) > 1 else 0.0
+    rows = sorted(({"op": op, "ms": v["us"] / timed / 1e3, "share": v["us"] / total if total else 0.0,
+                    "nodes": len(v["nodes"]), "matmul": op in MATMUL_OPS} for op, v in per_op.items()),
+                  key=lambda r: -r["ms"])
+    matmul = sum(r["ms"] for r in rows if r["matmul"])
+    return {**facts, "rows": rows, "kernel_ms": total / timed / 1e3, "run_ms": wall / 1e3, "matmul_ms": matmul}
+
+
+def markdown(result: dict, machine: str) -> str:
+    kernel = result["kernel_ms"]
+    lines = [f"## {result['precision']} (`{result['file']}`), {result['seconds']:g} s ({result['frames']} frames), "
+             f"batch 1, {result['threads']} threads", "",
+             f"Machine: {machine}. Per call, mean of {result['runs']} profiled calls after an untimed one: "
+             f"run {result['run_ms']:.0f} ms, kernels {kernel:.0f} ms, of which matrix multiply "
+             f"{result['matmul_ms']:.0f} ms ({100 * result['matmul_ms'] / kernel:.1f}%).", "",
+             "| op type | ms per call | share | nodes | matmul |", "|---|---:|---:|---:|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['op']} | {r['ms']:.1f} | {100 * r['share']:.1f}% | {r['nodes']} | "
+                     f"{'yes' if r['matmul'] else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from exporter.machine import describe, machine
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("-o", "--out", type=Path)
+    args = parser.parse_args()
+    text = ""
+    for precision in args.precision.split(","):
+        result = profile(args.artifact, precision, args.seconds, args.threads, args.runs)
+        text += markdown(result, describe(machine())) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
