@@ -199,8 +199,14 @@ def file_size(spec: dict) -> int | None:
         return sum(os.path.getsize(p) for p in folder.iterdir()) if folder.is_dir() else None
     if spec["kind"] == "openvino":
         path = Path(spec["path"])
-        data = path.with_name(path.name + ".data")
-        return path.stat().st_size + (data.stat().st_size if data.is_file() else 0) if path.is_file() else None
+        if (path.parent / "manifest.json").is_file():  # one variant of our artifact: its own files
+            from runtime.manifest import load_manifest
+
+            manifest = load_manifest(path.parent)
+            precision = next(p for p, v in manifest.data["variants"].items() if v["file"] == path.name)
+            return sum(manifest.data["files"][f]["bytes"] for f in manifest.data["variants"][precision]["files"])
+        # the plain export: torch.onnx.export wrote one file per weight next to the graph
+        return sum(os.path.getsize(p) for p in path.parent.iterdir()) if path.parent.is_dir() else None
     return None
 
 

@@ -66,15 +66,28 @@ def prepare_standard_graphs(checkpoint: str | None, work: Path, precisions, quan
 
     if checkpoint is None or not _has("openvino"):
         return None
-    from exporter.export import export
-
     wanted = ("fp32", "int8-qdq") if any(p.startswith("int") for p in precisions) else ("fp32",)
     folder = work / "artifact-tensorrt"
     have = set(load_manifest(folder).data["variants"]) if (folder / MANIFEST_NAME).is_file() else set()
     if not set(wanted) <= have:
         log.info("exporting the standard-op graphs (%s, --target tensorrt) for OpenVINO", ", ".join(wanted))
-        export(checkpoint, folder, target="tensorrt", precisions=wanted, force=True, quant=quant)
+        # In a process of its own: a 600M export peaks at ~7 GB, which this coordinator would keep
+        # while the workers load (the machine ran out of memory that way).
+        gates = gate_args(quant.gates if quant else {})
+        done = subprocess.run([sys.executable, "-m", "exporter.cli", "-q", "export", checkpoint, "-o", str(folder),
+                               "--target", "tensorrt", "--precision", ",".join(wanted), "--force", *gates],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            log.warning("the standard-op export failed (OpenVINO's rows on our graphs are skipped): %s",
+                        done.stderr.strip().splitlines()[-1:] or done.returncode)
+            return None
     return folder
+
+
+def gate_args(gates: dict) -> list[str]:
+    """exporter.quantize.gates.parse_overrides' result back to `--gate [PRECISION.]KEY=VALUE` arguments."""
+    return [arg for scope, table in gates.items() for name, value in table.items()
+            for arg in ("--gate", f"{'' if scope == '*' else scope + '.'}{name}={value!r}")]
 
 
 def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | None = None,

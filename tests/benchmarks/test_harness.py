@@ -126,3 +126,25 @@ def test_a_backend_that_fails_is_reported_with_its_error_and_the_run_goes_on(tmp
     assert {r["backend"] for r in data["results"]} == {"transformers eager"}
     assert "not selected (--only transformers,ctranslate2)" in reasons["ours fp32 (ort)"]
     assert "**CTranslate2 float32**: failed at the parity run" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_op_profile_sums_kernel_time_per_op_type(tmp_path):
+    from benchmarks.op_profile import markdown, profile
+    from exporter.export import export
+
+    artifact = export(None, tmp_path / "digits")
+    result = profile(artifact, "fp32", seconds=1.0, threads=1, runs=2)
+    ops = {r["op"]: r for r in result["rows"]}
+    assert "MatMul" in ops and ops["MatMul"]["matmul"] and ops["MatMul"]["nodes"] > 1
+    assert abs(sum(r["share"] for r in result["rows"]) - 1.0) < 1e-9
+    assert 0 < result["matmul_ms"] <= result["kernel_ms"] <= result["run_ms"] * 1.05
+    text = markdown(result, "test machine")
+    assert "| MatMul |" in text and "of which matrix multiply" in text
+
+
+def test_gate_overrides_reach_the_standard_graph_export_unchanged():
+    from benchmarks.run import gate_args
+    from exporter.quantize.gates import parse_overrides
+
+    given = ["min_cosine=0", "int8-qdq.max_scaled_error=100", "max_cer=0.125"]
+    assert parse_overrides(gate_args(parse_overrides(given))[1::2]) == parse_overrides(given)
