@@ -33,7 +33,9 @@ PRECISIONS = tuple(PRECISION_TARGETS)
 CALIBRATORS = ("percentile", "entropy", "minmax")
 # ONNX precision -> (TensorRT plan precision, the ONNX variant the plan is built from). An fp16 plan
 # is built from the fp32 ONNX with TensorRT's fp16 flag; the int8 plan from int8-qdq's Q/DQ nodes.
-TENSORRT_PLANS = {"fp32": ("fp32", "fp32"), "fp16": ("fp16", "fp32"), "int8-qdq": ("int8", "int8-qdq")}
+# Each plan is built from the ONNX variant the accuracy gate judged (strongly typed: the ONNX's
+# own types are the plan's): fp16 from model.fp16.onnx, whose norms / softmax / reductions are fp32.
+TENSORRT_PLANS = {"fp32": ("fp32", "fp32"), "fp16": ("fp16", "fp16"), "int8-qdq": ("int8", "int8-qdq")}
 ENGINE_SOURCES = {plan: onnx for plan, onnx in TENSORRT_PLANS.values()}  # plan precision -> ONNX variant
 
 

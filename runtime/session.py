@@ -21,6 +21,7 @@ from . import seal
 from .manifest import Manifest, check_matches_model, load_manifest
 from .providers import PROVIDERS, provider_options
 from .shapes import min_frames, min_samples
+from .trt_profile import engine_profile, files_digest
 
 log = logging.getLogger("w2vbert")
 
@@ -77,8 +78,11 @@ class Session:
             raise ArtifactError(f"{path} does not exist; expected an artifact directory or a .onnx file")
         self.precision = precision
         self.path = model_path
-        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "w2vbert-deploy" / "ort-tensorrt"
-        profile = self.manifest.data.get("engines", {}).get(precision, {}).get("profile") if self.manifest else None
+        # onnxruntime's TensorRT engine id hashes the graph's names, not its weights: one folder per
+        # artifact, or two checkpoints of one architecture would share an engine
+        cache = (Path(cache_dir) if cache_dir else Path.home() / ".cache" / "w2vbert-deploy" / "ort-tensorrt") \
+            / artifact_cache_id(self.manifest, precision, provider, model_path)
+        profile = engine_profile(self.manifest.data, precision) if self.manifest else None
         providers = provider_options(provider, precision, cache, profile,
                                      int(self.config["feature_projection_input_dim"])) if provider in PROVIDERS else None
         self._session = _make_session(ort, model_path, provider, threads, spin, providers, memory_arena)
@@ -167,6 +171,18 @@ class Session:
 
     __call__ = run
 
+    def close(self) -> None:
+        """Release the onnxruntime session or TensorRT context now (they are otherwise freed with the Session)."""
+        if self._engine is not None:
+            self._engine.close()
+        self._session = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ audio in
     def pipeline(self, **options):
         """An :class:`runtime.audio_pipeline.AudioPipeline` over this session (front end + decoding)."""
@@ -213,6 +229,17 @@ def _waves(audio, checker, sampling_rate: int | None) -> list[np.ndarray]:
     return waves
 
 
+def artifact_cache_id(manifest: Manifest | None, precision: str, provider: str, model_path: Path) -> str:
+    """A folder name for engine caches that changes with the variant's bytes (graph and weights)."""
+    if manifest is not None and provider in PROVIDERS:
+        files = manifest.form(precision, provider)["files"]
+        digest = files_digest({f: manifest.data["files"][f]["sha256"] for f in files})
+    else:  # a bare .onnx: its place, size and time stand in (its sha256 would read it twice)
+        stat = model_path.stat()
+        digest = files_digest({str(model_path.resolve()): f"{stat.st_size}-{stat.st_mtime_ns}"})
+    return f"{precision}-{digest[:16]}"
+
+
 def _check_threads(threads) -> None:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
                                 or threads < 1):
@@ -255,6 +282,18 @@ def _make_session(ort, model_path: Path, provider: str, threads: int | None, spi
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     try:
-        return ort.InferenceSession(str(model_path), sess_options=options, providers=providers or [name])
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers or [name])
     except Exception as exc:
         raise ArtifactError(f"onnxruntime cannot load {model_path}: {exc}") from exc
+    check_provider_used(session, name)
+    return session
+
+
+def check_provider_used(session, name: str) -> None:
+    """onnxruntime falls back to the next provider silently when one fails to start (a missing CUDA or
+    TensorRT library, an unsupported GPU): refuse to run on something else than was asked for."""
+    used = session.get_providers()
+    if not used or used[0] != name:
+        raise DependencyError(f"onnxruntime did not start {name} (it runs on {', '.join(used) or 'nothing'}): "
+                              "its CUDA / TensorRT libraries or the GPU driver are missing or do not match "
+                              "onnxruntime-gpu's build; set ORT_LOGGING_LEVEL=0 (or run with -v) to see why")

@@ -17,7 +17,8 @@ def add_engines(staging: Path, manifest: dict, precisions, profile: ShapeProfile
         source = engine_source(precision)
         if source not in manifest["variants"]:
             raise ExportError(f"a {precision} engine is built from the {source} variant; add it to --precision")
-        onnx_path = staging / manifest["variants"][source]["file"]
+        variant = manifest["variants"][source]
+        onnx_path = staging / variant["file"]
         entry = build_engine(onnx_path, staging / f"model.{precision}.plan", precision, profile, feature_dim,
-                             cache_dir)
+                             cache_dir, files=[staging / f for f in variant["files"]])
         manifest.setdefault("engines", {})[precision] = entry
