@@ -14,17 +14,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from .decode import frame_labels, top_labels
 from .errors import InputError
-from .features import MIN_SAMPLES, FeatureExtractor
+from .features import FRAME_LENGTH, HOP_LENGTH, MIN_SAMPLES, FeatureExtractor
 from .shapes import output_frames
 from .timestamps import Alignment, samples_per_frame
 from .tokenizer import CTCTokenizer
 
+log = logging.getLogger("w2vbert")
 MIN_CHUNK_SECONDS = 1.0
 
 
@@ -73,6 +75,7 @@ class AudioPipeline:
         # Whole output frames, so every chunk's frames fall on the recording's frame grid.
         self.chunk = _whole_frames(chunk_seconds * self.rate, self.frame_samples)
         self.overlap = _whole_frames(overlap_seconds * self.rate, self.frame_samples)
+        self._fit_engine_profile()
         if self.chunk <= 2 * self.overlap:
             raise InputError(f"chunk_seconds ({chunk_seconds}) and overlap_seconds ({overlap_seconds}) in whole output "
                              f"frames of {self.frame_samples / self.rate * 1000:g} ms leave no centre to keep; "
@@ -83,6 +86,20 @@ class AudioPipeline:
                 raise InputError("transcription needs an artifact directory (it holds vocab.json), "
                                  "not a bare .onnx file")
             self.decoder = CTCTokenizer.from_dir(root)
+
+    def _fit_engine_profile(self) -> None:
+        """A TensorRT plan takes batches and chunks up to its profile's maxima: the pipeline's batches and
+        chunks (with the short tail a last chunk may absorb) are cut to fit, rather than refused per call."""
+        limits = getattr(self.session, "engine_limits", None)
+        if not limits:
+            return
+        max_batch, max_frames = limits
+        self.batch_size = min(self.batch_size, max_batch)
+        fits = max_frames * HOP_LENGTH * self.features.stride - 4 * MIN_SAMPLES - FRAME_LENGTH
+        if self.chunk > fits:
+            self.chunk = (fits // self.frame_samples) * self.frame_samples
+            log.info("chunks cut to %.2f s to fit the TensorRT profile (max %d frames)", self.chunk / self.rate,
+                     max_frames)
 
     # ------------------------------------------------------------------ public
     def __call__(self, waves: list[np.ndarray], timestamps: bool = False) -> list[Result]:

@@ -171,6 +171,13 @@ class Session:
 
     __call__ = run
 
+    @property
+    def engine_limits(self) -> tuple[int, int] | None:
+        """(max batch, max frames) a TensorRT plan accepts; None when any shape runs."""
+        if self._engine is None:
+            return None
+        return int(self._engine.profile["max_batch"]), int(self._engine.profile["max_frames"])
+
     def close(self) -> None:
         """Release the onnxruntime session or TensorRT context now (they are otherwise freed with the Session)."""
         if self._engine is not None:

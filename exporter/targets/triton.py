@@ -57,6 +57,9 @@ def model_config(name: str, manifest: dict, backend: str, max_batch: int, instan
                      '        name: "tensorrt"\n'
                      f'        parameters {{ key: "precision_mode" value: "{ORT_TRT_PRECISION[precision]}" }}\n'
                      '        parameters { key: "max_workspace_size_bytes" value: "4294967296" }\n'
+                     # without a cache every instance load rebuilds the engines (minutes for 600M)
+                     '        parameters { key: "trt_engine_cache_enable" value: "1" }\n'
+                     f'        parameters {{ key: "trt_engine_cache_path" value: "/tmp/w2vbert-trt-cache/{name}" }}\n'
                      "      }\n    ]\n  }\n}")
     if backend == "onnxruntime" and threads:
         lines.append(f'parameters {{\n  key: "intra_op_thread_count"\n  value: {{ string_value: "{threads}" }}\n}}')
@@ -110,8 +113,11 @@ def _plan_model(manifest, folder: Path, precision: str, max_batch: int) -> Path:
     engine = manifest.data["engines"][precision]
     _place(manifest.safe_path(engine["file"]), folder / "1" / "model.plan")
     batch = min(max_batch, engine["profile"]["max_batch"])
-    (folder / "config.pbtxt").write_text(model_config(folder.name, manifest.data, "tensorrt", batch, "KIND_GPU",
-                                                      precision=precision))
+    # A plan loads only in the TensorRT version (and on the GPU architecture) it was built with.
+    needs = (f"# model.plan: TensorRT {engine.get('tensorrt')}, built on {engine.get('gpu')} "
+             f"(sm {engine.get('compute_capability')}); the server's TensorRT must be the same version\n")
+    (folder / "config.pbtxt").write_text(needs + model_config(folder.name, manifest.data, "tensorrt", batch,
+                                                              "KIND_GPU", precision=precision))
     return folder
 
 

@@ -82,3 +82,16 @@ def test_seams_keep_every_frame_once_at_its_global_time(session, monkeypatch, se
     np.testing.assert_array_equal(alignment.starts, frames * spf)
     words = pipe.decoder.decode(alignment.ids, output_word_offsets=True).word_offsets
     assert words == pipe.decoder.decode(token(frames), output_word_offsets=True).word_offsets
+
+
+def test_pipeline_fits_a_tensorrt_profile(session, monkeypatch):
+    """With a plan whose profile ends at batch 2 and 300 frames (6 s), the pipeline's defaults
+    (batch 8, 30 s chunks, a merged short tail) shrink to fit instead of failing every call."""
+    monkeypatch.setattr(Session, "engine_limits", property(lambda self: (2, 300)))
+    pipe = session.pipeline()
+    assert pipe.batch_size == 2 and pipe.chunk % pipe.frame_samples == 0
+    for seconds in (5.9, 6.2, 61.0, 95.3):
+        wave = np.zeros(int(seconds * 16000), np.float32)
+        for _, audio, _, _ in pipe._chunks(wave):
+            _, mask = pipe.features([audio])
+            assert mask.shape[1] <= 300, (seconds, len(audio))

@@ -236,3 +236,17 @@ def test_engines_are_built_from_the_variant_the_gate_judged():
     from exporter.plan import ENGINE_SOURCES
 
     assert ENGINE_SOURCES == {"fp32": "fp32", "fp16": "fp16", "int8": "int8-qdq"}
+
+
+def test_gpu_check_says_in_one_line_what_is_missing_here():
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has nvidia-smi: run benchmarks/gpu_check.py itself")
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py"], capture_output=True, text=True, cwd=root,
+                          timeout=120)
+    assert done.returncode == 1
+    assert done.stdout.strip().splitlines() == ["gpu_check: cannot run here: no NVIDIA GPU (nvidia-smi is missing or "
+                                                "lists none)"]

@@ -98,6 +98,9 @@ def test_gpu_instances_get_the_tensorrt_accelerator(repo, tmp_path):
     assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
     accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP32"
+    # an engine cache, so instance loads after the first do not rebuild the engines
+    assert accelerator.parameters["trt_engine_cache_enable"] == "1"
+    assert accelerator.parameters["trt_engine_cache_path"].endswith("/w2vbert_ctc_fp32")
     assert config.parameters["intra_op_thread_count"].string_value == "2"
     assert config.max_batch_size == 4 and list(config.dynamic_batching.preferred_batch_size) == [2, 4]
     graph = onnx.load(str(tmp_path / "gpu" / "w2vbert_ctc_fp32" / "1" / "model.onnx")).graph
@@ -113,7 +116,8 @@ def test_tensorrt_plan_model(repo, tmp_path):
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["files"]["model.fp16.plan"] = file_entry(art / "model.fp16.plan")
     manifest["engines"] = {"fp16": {"file": "model.fp16.plan", "files": ["model.fp16.plan"],
-                                    "profile": ShapeProfile(max_batch=4).to_dict()}}
+                                    "profile": ShapeProfile(max_batch=4).to_dict(), "tensorrt": "10.16.0",
+                                    "gpu": "NVIDIA H200", "compute_capability": "9.0"}}
     (art / "manifest.json").write_text(json.dumps(manifest))
     write_repository(art, tmp_path / "repo")
     config = parse(tmp_path / "repo" / "w2vbert_ctc_fp16_trt")
@@ -121,6 +125,8 @@ def test_tensorrt_plan_model(repo, tmp_path):
     assert [t.name for t in config.input] == ["input_features", "attention_mask"]
     assert list(config.input[0].dims) == [-1, 160] and list(config.input[1].dims) == [-1]
     assert (tmp_path / "repo" / "w2vbert_ctc_fp16_trt" / "1" / "model.plan").read_bytes().startswith(b"plan")
+    text = (tmp_path / "repo" / "w2vbert_ctc_fp16_trt" / "config.pbtxt").read_text()
+    assert "TensorRT 10.16.0" in text and "sm 9.0" in text  # the version the plan needs, for whoever deploys it
 
 
 def test_refuses_to_replace_foreign_directories(repo, tmp_path):
