@@ -7,7 +7,6 @@ callable ``run(features, mask)``. Availability is decided up front by
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -17,11 +16,9 @@ import numpy as np
 
 from exporter.model.registry import HEADS
 
+from .peers import installed
+
 log = logging.getLogger("w2vbert")
-
-
-def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def plan_backends(source: str | None, artifact: Path, work_dir: Path) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -30,11 +27,11 @@ def plan_backends(source: str | None, artifact: Path, work_dir: Path) -> tuple[l
 
     manifest = load_manifest(artifact)
     specs, skipped = [], []
-    if not _has("torch"):
+    if not installed("torch"):
         skipped += [("transformers eager", "torch not installed"), ("reference eager", "torch not installed"),
                     ("plain export", "torch not installed")]
     else:
-        if _has("transformers"):
+        if installed("transformers"):
             specs.append({"name": "transformers eager", "kind": "transformers", "source": source})
             specs.append({"name": "plain export (ORT)", "kind": "plain-export", "source": source,
                           "path": str(work_dir / "plain" / "model.onnx")})
@@ -185,29 +182,29 @@ def _ort_runner(path: Path, threads: int, spin: bool = False):
 
 def file_size(spec: dict) -> int | None:
     """Bytes of the model files a backend loads (None for in-memory PyTorch models)."""
-    if spec["kind"] == "session":
-        from runtime.manifest import load_manifest
+    from runtime.manifest import MANIFEST_NAME, load_manifest
 
+    kind, path = spec["kind"], Path(spec.get("path", ""))
+    if kind == "session":
         manifest = load_manifest(spec["artifact"])
-        form = manifest.form(spec["precision"], spec["provider"])
-        return sum(manifest.data["files"][f]["bytes"] for f in form["files"])
-    if spec["kind"] == "plain-export":
-        folder = Path(spec["path"]).parent
-        return sum(os.path.getsize(p) for p in folder.iterdir()) if folder.is_dir() else None
-    if spec["kind"] == "ctranslate2":
-        folder = Path(spec["path"])
-        return sum(os.path.getsize(p) for p in folder.iterdir()) if folder.is_dir() else None
-    if spec["kind"] == "openvino":
-        path = Path(spec["path"])
-        if (path.parent / "manifest.json").is_file():  # one variant of our artifact: its own files
-            from runtime.manifest import load_manifest
-
-            manifest = load_manifest(path.parent)
-            precision = next(p for p, v in manifest.data["variants"].items() if v["file"] == path.name)
-            return sum(manifest.data["files"][f]["bytes"] for f in manifest.data["variants"][precision]["files"])
-        # the plain export: torch.onnx.export wrote one file per weight next to the graph
-        return sum(os.path.getsize(p) for p in path.parent.iterdir()) if path.parent.is_dir() else None
+        return _bytes(manifest, manifest.form(spec["precision"], spec["provider"])["files"])
+    if kind == "openvino" and (path.parent / MANIFEST_NAME).is_file():  # one variant of our artifact
+        manifest = load_manifest(path.parent)
+        variant = next(v for v in manifest.data["variants"].values() if v["file"] == path.name)
+        return _bytes(manifest, variant["files"])
+    if kind in ("plain-export", "openvino"):  # torch.onnx.export wrote one file per weight beside the graph
+        return _folder_bytes(path.parent)
+    if kind == "ctranslate2":
+        return _folder_bytes(path)
     return None
+
+
+def _bytes(manifest, files: list[str]) -> int:
+    return sum(manifest.data["files"][f]["bytes"] for f in files)
+
+
+def _folder_bytes(folder: Path) -> int | None:
+    return sum(os.path.getsize(p) for p in folder.iterdir()) if folder.is_dir() else None
 
 
 def first_output(outputs) -> np.ndarray:

@@ -25,27 +25,27 @@ import numpy as np
 
 log = logging.getLogger("w2vbert")
 CT2_TYPES = ("float32", "int8")
+STANDARD_GRAPHS = "artifact-tensorrt"  # under the work dir: our --target tensorrt export, for OpenVINO
 
 
-def _has(module: str) -> bool:
+def installed(module: str) -> bool:
+    """Whether `module` can be imported here (without importing it): a backend's availability."""
     return importlib.util.find_spec(module) is not None
 
 
-def plan_peers(checkpoint: str | None, std_artifact: Path | None, work: Path,
-               int8: bool) -> tuple[list[dict], list[tuple[str, str]]]:
-    """-> (specs, skipped) for OpenVINO and CTranslate2."""
+def plan_peers(checkpoint: str | None, work: Path, int8: bool) -> tuple[list[dict], list[tuple[str, str]]]:
+    """-> (specs, skipped) for OpenVINO and CTranslate2. The files they read are built afterwards, for
+    the selected ones only (benchmarks.run)."""
     specs, skipped = [], []
-    if not _has("openvino"):
+    if not installed("openvino"):
         skipped.append(("OpenVINO", "openvino not installed (pip install 'w2vbert-deploy[bench]')"))
-    else:
-        if checkpoint is not None:
-            specs.append({"name": "OpenVINO on plain export", "kind": "openvino",
-                          "path": str(work / "plain" / "model.onnx")})
+    elif checkpoint is not None:
+        specs.append({"name": "OpenVINO on plain export", "kind": "openvino",
+                      "path": str(work / "plain" / "model.onnx")})
         for precision in ("fp32", "int8-qdq") if int8 else ("fp32",):
-            if std_artifact is not None:
-                specs.append({"name": f"OpenVINO on ours {precision} (tensorrt graph)", "kind": "openvino",
-                              "path": str(std_artifact / f"model.{precision}.onnx"), "precision": precision})
-    if not _has("ctranslate2"):
+            specs.append({"name": f"OpenVINO on ours {precision} (tensorrt graph)", "kind": "openvino",
+                          "path": str(work / STANDARD_GRAPHS / f"model.{precision}.onnx"), "precision": precision})
+    if not installed("ctranslate2"):
         skipped.append(("CTranslate2", "ctranslate2 not installed (pip install 'w2vbert-deploy[bench]')"))
     elif checkpoint is None:
         skipped.append(("CTranslate2", "no checkpoint to convert"))

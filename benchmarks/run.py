@@ -15,7 +15,7 @@ from runtime.manifest import MANIFEST_NAME, load_manifest
 
 from . import report
 from .backends import file_size, materialize, plan_backends
-from .peers import plan_peers, prepare_ctranslate2
+from .peers import STANDARD_GRAPHS, plan_peers, prepare_ctranslate2
 from .harness import Grid, run_grid
 from .peaks import measure_peaks
 
@@ -59,15 +59,11 @@ def prepare_plain_export(spec: dict, threads: int) -> str | None:
     return None
 
 
-def prepare_standard_graphs(checkpoint: str | None, work: Path, precisions, quant) -> Path | None:
-    """Our standard-op graphs (--target tensorrt: fp32, and int8-qdq when an int precision is timed),
-    for OpenVINO; None without openvino or a checkpoint."""
-    from .peers import _has
-
-    if checkpoint is None or not _has("openvino"):
-        return None
+def prepare_standard_graphs(checkpoint: str, work: Path, precisions, quant) -> str | None:
+    """Our standard-op graphs (--target tensorrt: fp32, and int8-qdq when an int precision is timed)
+    for OpenVINO, under work/STANDARD_GRAPHS; None, or why they could not be built."""
     wanted = ("fp32", "int8-qdq") if any(p.startswith("int") for p in precisions) else ("fp32",)
-    folder = work / "artifact-tensorrt"
+    folder = work / STANDARD_GRAPHS
     have = set(load_manifest(folder).data["variants"]) if (folder / MANIFEST_NAME).is_file() else set()
     if not set(wanted) <= have:
         log.info("exporting the standard-op graphs (%s, --target tensorrt) for OpenVINO", ", ".join(wanted))
@@ -78,10 +74,8 @@ def prepare_standard_graphs(checkpoint: str | None, work: Path, precisions, quan
                                "--target", "tensorrt", "--precision", ",".join(wanted), "--force", *gates],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            log.warning("the standard-op export failed (OpenVINO's rows on our graphs are skipped): %s",
-                        done.stderr.strip().splitlines()[-1:] or done.returncode)
-            return None
-    return folder
+            return f"the standard-op export failed: {(done.stderr.strip().splitlines() or [done.returncode])[-1]}"
+    return None
 
 
 def gate_args(gates: dict) -> list[str]:
@@ -117,12 +111,14 @@ def _plan(source, grid: Grid, work: Path, precisions, quant, only):
     if checkpoint is None:
         skipped += [(s["name"], "no checkpoint to build it from") for s in specs if s["kind"] != "session"]
         specs = [s for s in specs if s["kind"] == "session"]
-    # OpenVINO's rows on our graphs need a --target tensorrt export: made only when they will run
-    wanted, _ = select(plan_peers(checkpoint, work, work, int8)[0], only)
-    std = prepare_standard_graphs(checkpoint, work, precisions, quant) if any(
-        "tensorrt graph" in s["name"] for s in wanted) else None
-    peers, peer_skips = plan_peers(checkpoint, std, work, int8)
+    peers, peer_skips = plan_peers(checkpoint, work, int8)
     specs, unselected = select(specs + peers, only)
+    # OpenVINO's rows on our graphs need a --target tensorrt export: made only when one of them runs
+    std_users = [s for s in specs if Path(s.get("path", "")).parent == work / STANDARD_GRAPHS]
+    reason = prepare_standard_graphs(checkpoint, work, precisions, quant) if std_users else None
+    if reason:
+        skipped += [(s["name"], reason) for s in std_users]
+        specs = [s for s in specs if s not in std_users]
     plain = {"kind": "plain-export", "name": "plain export", "source": checkpoint,
              "path": str(work / "plain" / "model.onnx")}
     for spec in [plain] + [s for s in specs if s["kind"] == "plain-export"]:  # the fp32 export first

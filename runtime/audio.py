@@ -31,6 +31,15 @@ def resample(audio: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndar
     return signal.resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
+def checked_at(checker, samples, index: int, sampling_rate: int | None = None) -> np.ndarray:
+    """Samples checked by `checker` (a FeatureExtractor: rank, dtype, length) and, when they were taken
+    at `sampling_rate`, resampled to its rate and checked again (the length may fall short)."""
+    wave = checker.check_wave(samples, index)
+    if sampling_rate is None or sampling_rate == checker.sampling_rate:
+        return wave
+    return checker.check_wave(resample(wave, sampling_rate, checker.sampling_rate), index)
+
+
 def load_audio(path, target_rate: int = TARGET_RATE, name: str | None = None) -> np.ndarray:
     """Read a sound file (a path, or a binary file object named `name`) as mono float32 at
     `target_rate`; clear errors for unusable files."""

@@ -65,7 +65,6 @@ class _AudioTaskPipeline:
         self.session = session
         self.batch_size = batch_size
         self.defaults = self._options(defaults)
-        self.task = ASR if isinstance(self, SpeechRecognitionPipeline) else CLASSIFICATION
 
     def _options(self, given: dict) -> dict:
         unknown = sorted(set(given) - set(self.OPTIONS))
@@ -173,9 +172,9 @@ def _apply(function: str, row: np.ndarray) -> np.ndarray:
 
 def _one_wave(item, index: int, features) -> np.ndarray:
     """One pipeline input -> checked mono float32 samples at the rate of `features` (a FeatureExtractor)."""
-    from .audio import load_audio, resample
+    from .audio import checked_at, load_audio
 
-    rate, check = features.sampling_rate, features.check_wave
+    rate = features.sampling_rate
     if isinstance(item, (str, Path)):
         return load_audio(item, rate)
     if isinstance(item, (bytes, bytearray)):
@@ -185,16 +184,14 @@ def _one_wave(item, index: int, features) -> np.ndarray:
         if samples is None or "sampling_rate" not in item:
             raise InputError(f"input {index} is a dict with keys {sorted(item)}; expected 'raw' (or 'array') "
                              "samples and their 'sampling_rate'")
-        wave = check(samples, index)
         source = item["sampling_rate"]
         if isinstance(source, bool) or not isinstance(source, numbers.Integral) or source <= 0:
             raise InputError(f"input {index}: sampling_rate must be a whole number of Hz > 0, got {source!r}")
-        source = int(source)
-        return wave if source == rate else check(resample(wave, source, rate), index)
+        return checked_at(features, samples, index, int(source))
     if isinstance(item, np.ndarray):
         if item.ndim != 1:
             raise InputError(f"input {index} has shape {item.shape}; a pipeline takes mono 1-D samples (pass a list "
                              "for several utterances, downmix channels first)")
-        return check(item, index)
+        return checked_at(features, item, index)
     raise InputError(f"input {index} is a {type(item).__name__}; expected a file path, bytes, a 1-D array or "
                      "{'raw': array, 'sampling_rate': rate}")

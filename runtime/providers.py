@@ -26,7 +26,7 @@ def _shape_lists(profile: dict, feature_dim: int) -> dict[str, str]:
             for k, which in enumerate(("min", "opt", "max"))}
 
 
-def provider_options(provider: str, precision: str, cache_dir: Path, profile: dict | None = None,
+def provider_options(provider: str, precision: str, cache_dir: Path | None, profile: dict | None = None,
                      feature_dim: int = 160) -> list[tuple[str, dict]]:
     """[(provider name, options)] in priority order, for InferenceSession(providers=...)."""
     cpu = (PROVIDERS["cpu"], {})

@@ -78,10 +78,12 @@ class Session:
             raise ArtifactError(f"{path} does not exist; expected an artifact directory or a .onnx file")
         self.precision = precision
         self.path = model_path
-        # onnxruntime's TensorRT engine id hashes the graph's names, not its weights: one folder per
-        # artifact, or two checkpoints of one architecture would share an engine
-        cache = (Path(cache_dir) if cache_dir else Path.home() / ".cache" / "w2vbert-deploy" / "ort-tensorrt") \
-            / artifact_cache_id(self.manifest, precision, provider, model_path)
+        cache = None
+        if provider == "tensorrt":  # the only provider with an engine cache
+            # onnxruntime's TensorRT engine id hashes the graph's names, not its weights: one folder per
+            # artifact, or two checkpoints of one architecture would share an engine
+            cache = (Path(cache_dir) if cache_dir else Path.home() / ".cache" / "w2vbert-deploy" / "ort-tensorrt") \
+                / artifact_cache_id(self.manifest, precision, provider, model_path)
         profile = engine_profile(self.manifest.data, precision) if self.manifest else None
         providers = provider_options(provider, precision, cache, profile,
                                      int(self.config["feature_projection_input_dim"])) if provider in PROVIDERS else None
@@ -219,21 +221,13 @@ class Session:
 
 def _waves(audio, checker, sampling_rate: int | None) -> list[np.ndarray]:
     """Paths or arrays -> checked 1-D float32 waves at `checker.sampling_rate` (a FeatureExtractor)."""
-    from .audio import load_audio, resample
+    from .audio import checked_at, load_audio
     from .features import as_utterances
 
     items = [audio] if isinstance(audio, (str, Path)) else as_utterances(audio)
-    rate = checker.sampling_rate
-    waves = []
-    for i, item in enumerate(items):
-        if isinstance(item, (str, Path)):
-            waves.append(load_audio(item, rate))
-        else:
-            wave = checker.check_wave(item, i)  # before chunking: rank, dtype, length
-            if sampling_rate is not None and sampling_rate != rate:
-                wave = checker.check_wave(resample(wave, sampling_rate, rate), i)
-            waves.append(wave)
-    return waves
+    # arrays are checked before chunking: rank, dtype, length
+    return [load_audio(item, checker.sampling_rate) if isinstance(item, (str, Path))
+            else checked_at(checker, item, i, sampling_rate) for i, item in enumerate(items)]
 
 
 def artifact_cache_id(manifest: Manifest | None, precision: str, provider: str, model_path: Path) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import HOP_LENGTH
+from .fbank_constants import HOP_LENGTH
 
 
 def samples_per_frame(config: dict, stride: int) -> int:

@@ -216,9 +216,7 @@ class CTCTokenizer:
     def batch_decode(self, sequences, **options):
         """Many sequences (a list of id lists, a (B, T) id array or (B, T, V) logits) -> a list of texts,
         or one DecodeOutput of lists when offsets are asked for (as transformers)."""
-        if hasattr(sequences, "detach"):  # a torch tensor
-            sequences = sequences.detach().cpu().float().numpy() if sequences.is_floating_point() \
-                else sequences.detach().cpu().numpy()
+        sequences = _from_torch(sequences)
         if np.isscalar(sequences) or (isinstance(sequences, np.ndarray) and sequences.ndim < 2):
             raise InputError(f"batch_decode takes a list of id sequences (or (batch, frames, vocab) logits), got "
                              f"{type(sequences).__name__}; use decode for one sequence")
@@ -251,11 +249,17 @@ def word_offsets(char_offsets: list[dict], delimiter: str = " ") -> list[dict]:
     return words
 
 
+def _from_torch(value):
+    """A torch tensor (torch is never imported here) as numpy, from any device, dtype or grad; others as given."""
+    if not hasattr(value, "detach"):
+        return value
+    value = value.detach().cpu()
+    return (value.float() if value.is_floating_point() else value).numpy()
+
+
 def _as_ids(token_ids, rank: int) -> list[int]:
     """ids as ints; float logits (frames, vocab) -> argmax per frame."""
-    if hasattr(token_ids, "detach"):  # a torch tensor (torch is never imported here): any device, dtype, grad
-        token_ids = token_ids.detach().cpu().float().numpy() if token_ids.is_floating_point() \
-            else token_ids.detach().cpu().numpy()
+    token_ids = _from_torch(token_ids)
     try:
         array = np.asarray(token_ids)
     except ValueError as exc:  # ragged nested lists

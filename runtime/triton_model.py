@@ -61,12 +61,7 @@ class TritonPythonModel:
     # ------------------------------------------------------------------ features
     def _features(self, requests):
         pb = _pb()
-        feeds = []
-        for request in requests:
-            try:
-                feeds.append(self._feature_inputs(pb, request))
-            except W2VBertError as exc:
-                feeds.append(exc)
+        feeds = _parse_all(pb, requests, self._feature_inputs)
         good = [i for i, f in enumerate(feeds) if not isinstance(f, Exception)]
         outputs = self._run_together([feeds[i] for i in good])
         answers = {i: out for i, out in zip(good, outputs)}
@@ -100,12 +95,7 @@ class TritonPythonModel:
     # ------------------------------------------------------------------ audio
     def _audio(self, requests):
         pb = _pb()
-        waves = []
-        for request in requests:
-            try:
-                waves.append(self._wave(pb, request))
-            except W2VBertError as exc:
-                waves.append(exc)
+        waves = _parse_all(pb, requests, self._wave)
         good = [i for i, w in enumerate(waves) if not isinstance(w, Exception)]
         results = self._pipeline([waves[i] for i in good])
         answers = dict(zip(good, results))
@@ -179,6 +169,17 @@ def _answer(pb, outputs):
     if isinstance(outputs, Exception):
         return _error(pb, outputs)
     return pb.InferenceResponse([pb.Tensor(k, np.ascontiguousarray(v)) for k, v in outputs.items()])
+
+
+def _parse_all(pb, requests, parse) -> list:
+    """parse(pb, request) for each request; a request that fails to parse stands as its error."""
+    parsed = []
+    for request in requests:
+        try:
+            parsed.append(parse(pb, request))
+        except W2VBertError as exc:
+            parsed.append(exc)
+    return parsed
 
 
 def _error(pb, exc: Exception):

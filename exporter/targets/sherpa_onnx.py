@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import ArtifactError, ExportError
+from runtime.fbank_constants import HOP_LENGTH
+from runtime.timestamps import samples_per_frame
 
 DIR = "sherpa-onnx"
 PAD_VALUE = -23.025850929940457  # log(1e-10): what sherpa-onnx pads a batch of log-mel with
@@ -25,10 +27,7 @@ BLANK, SPACE = "<blk>", "\u2581"
 
 def subsampling_factor(config: dict) -> int:
     """10 ms fbank frames per output frame: 2 for the stacking, x stride per adapter layer."""
-    factor = 2
-    if config.get("add_adapter"):
-        factor *= int(config["adapter_stride"]) ** int(config["num_adapter_layers"])
-    return factor
+    return samples_per_frame(config, stride=2) // HOP_LENGTH
 
 
 def sherpa_metadata(config: dict, bins: int = 80) -> dict[str, str]:
