@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import tempfile
 import threading
 import time
@@ -36,16 +35,6 @@ def mixed_waves(count: int, low: float, high: float, seed: int = 0) -> list[np.n
     lengths = (rng.uniform(low, high, count) * 16000).astype(int)
     starts = rng.integers(0, len(speech) - lengths.max(), count)
     return [speech[s:s + n].copy() for s, n in zip(starts, lengths)]
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def drive(call_factory, waves: list, concurrency: int) -> dict:
@@ -94,13 +83,13 @@ def triton_caller(port: int, model: str):
 
 def measure_triton(artifact: Path, waves, levels, batching: bool) -> dict:
     from exporter.targets.triton_python import ServeOptions, serving_repository
-    from exporter.targets.triton_server import Ports, TritonServer
+    from exporter.targets.triton_server import Ports, TritonServer, free_ports
 
     with tempfile.TemporaryDirectory(prefix="w2vbert-serve-bench-") as work:
         work = Path(work)
         options = ServeOptions(max_batch=8, queue_delay_ms=5.0 if batching else 0.0)
         _, audio = serving_repository(artifact, work / "repository", None, options)
-        with TritonServer(work / "repository", work, Ports(*_free_ports(3))) as server:
+        with TritonServer(work / "repository", work, Ports(*free_ports(3))) as server:
             drive(triton_caller(server.ports.http, audio), waves[:4], 1)  # warm-up
             return {c: drive(triton_caller(server.ports.http, audio), waves, c) for c in levels}
 

@@ -21,6 +21,7 @@ import numpy as np
 def runners(artifact: Path, waves, threads: int) -> dict:
     import sherpa_onnx
 
+    from exporter.targets.sherpa_onnx import decode_waves
     from runtime import Session
 
     rec = sherpa_onnx.OfflineRecognizer.from_fire_red_asr_ctc(
@@ -29,19 +30,7 @@ def runners(artifact: Path, waves, threads: int) -> dict:
     session = Session(artifact, threads=threads)
 
     def sherpa(batched: bool):
-        def run():
-            streams = []
-            for w in waves:
-                s = rec.create_stream()
-                s.accept_waveform(16000, w)
-                streams.append(s)
-            if batched:
-                rec.decode_streams(streams)
-            else:
-                for s in streams:
-                    rec.decode_stream(s)
-            return [s.result.text for s in streams]
-        return run
+        return lambda: [s.result.text for s in decode_waves(rec, waves, batched)]
 
     return {f"sherpa-onnx, batch of {len(waves)}, {threads} thr": sherpa(True),
             f"sherpa-onnx, one by one, {threads} thr": sherpa(False),

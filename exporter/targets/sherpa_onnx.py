@@ -122,3 +122,19 @@ def read_model_type(path: Path) -> str:
     if model_type != MODEL_TYPE:
         raise ArtifactError(f"{path} has model_type {model_type!r}; sherpa-onnx's loader needs {MODEL_TYPE!r}")
     return model_type
+
+
+def decode_waves(recognizer, waves, batched: bool) -> list:
+    """Run sherpa-onnx's OfflineRecognizer on 16 kHz waves (one decode_streams call, or one call per
+    wave); returns its streams, whose .result holds text, tokens and timestamps."""
+    streams = []
+    for wave in waves:
+        stream = recognizer.create_stream()
+        stream.accept_waveform(16000, wave)
+        streams.append(stream)
+    if batched:
+        recognizer.decode_streams(streams)
+    else:
+        for stream in streams:
+            recognizer.decode_stream(stream)
+    return streams

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import site
 import subprocess
 import sys
@@ -43,6 +44,17 @@ class Ports:
     grpc: int = 8001
     metrics: int = 8002
     host: str = "127.0.0.1"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 now (for tests and benchmarks that start a server)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def triton_home() -> Path:

@@ -17,6 +17,7 @@ sherpa_onnx = pytest.importorskip("sherpa_onnx", reason="needs sherpa-onnx (the 
 from exporter.cli import main  # noqa: E402
 from exporter.export import export  # noqa: E402
 from exporter.model.sources import BUNDLED  # noqa: E402
+from exporter.targets.sherpa_onnx import decode_waves as decode  # noqa: E402
 from exporter.steps.precisions import QuantOptions  # noqa: E402
 from runtime import Session  # noqa: E402
 from runtime.audio import load_audio  # noqa: E402
@@ -40,20 +41,6 @@ def expected(art):
 def recognizer(art, model="model.onnx"):
     return sherpa_onnx.OfflineRecognizer.from_fire_red_asr_ctc(model=str(art / "sherpa-onnx" / model),
                                                                tokens=str(art / "sherpa-onnx" / "tokens.txt"))
-
-
-def decode(rec, waves, batched: bool):
-    streams = []
-    for wave in waves:
-        stream = rec.create_stream()
-        stream.accept_waveform(16000, wave)
-        streams.append(stream)
-    if batched:
-        rec.decode_streams(streams)
-    else:
-        for stream in streams:
-            rec.decode_stream(stream)
-    return streams
 
 
 def test_files_are_listed_hashed_and_verified(art):

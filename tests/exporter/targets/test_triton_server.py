@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from exporter.export import export  # noqa: E402
 from exporter.model.sources import BUNDLED  # noqa: E402
 from exporter.plan import TritonPlan  # noqa: E402
 from exporter.targets.triton_python import ServeOptions, serving_repository  # noqa: E402
-from exporter.targets.triton_server import Ports, TritonServer  # noqa: E402
+from exporter.targets.triton_server import Ports, TritonServer, free_ports  # noqa: E402
 from runtime import Session  # noqa: E402
 from runtime.audio import load_audio  # noqa: E402
 
@@ -34,15 +33,6 @@ ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = sorted((BUNDLED / "samples").glob("*.wav"))
 LIMIT_SECONDS = 6.0  # --max-audio-seconds of the served models
 
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
