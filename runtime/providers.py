@@ -17,8 +17,9 @@ PROVIDERS = {
 }
 
 
-def _shape_lists(profile: dict, feature_dim: int) -> dict[str, str]:
-    """{"min"|"opt"|"max": "input_features:BxTxF,attention_mask:BxT"} for a manifest profile."""
+def profile_shape_strings(profile: dict, feature_dim: int) -> dict[str, str]:
+    """{"min"|"opt"|"max": "input_features:BxTxF,attention_mask:BxT"} for a manifest profile: the form of
+    ORT's trt_profile_{min,opt,max}_shapes options (and of Triton's accelerator parameters, passed through)."""
     from .trt_profile import ShapeProfile
 
     shapes = ShapeProfile(**profile).shapes(feature_dim)
@@ -51,6 +52,6 @@ def provider_options(provider: str, precision: str, cache_dir: Path | None, prof
         "trt_timing_cache_path": str(cache_dir),
     }
     if profile:  # one engine for the whole range instead of a rebuild per new shape
-        for which, shapes in _shape_lists(profile, feature_dim).items():
+        for which, shapes in profile_shape_strings(profile, feature_dim).items():
             options[f"trt_profile_{which}_shapes"] = shapes
     return [(PROVIDERS["tensorrt"], options), cuda, cpu]

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from runtime.errors import ExportError, OptionError
 from runtime.manifest import load_manifest
+from runtime.providers import profile_shape_strings
+from runtime.trt_profile import ShapeProfile, engine_profile
 
 from ..plan import TENSORRT_PLANS, triton_model_name
 from .triton_python import default_max_audio_seconds, link_artifact, python_model_config, write_python_model
@@ -38,8 +40,9 @@ def _tensor(spec: dict) -> str:
 
 
 def model_config(name: str, manifest: dict, backend: str, max_batch: int, instance: str, count: int = 1,
-                 precision: str = "fp32", threads: int | None = None) -> str:
-    """config.pbtxt text for one model of the repository."""
+                 precision: str = "fp32", threads: int | None = None, trt_profile: dict | None = None) -> str:
+    """config.pbtxt text for one model of the repository; `trt_profile` (a ShapeProfile dict) bounds the
+    engines of the TensorRT accelerator that GPU instances of ONNX models get."""
     inputs, outputs = manifest["inputs"], manifest["outputs"]
     preferred = sorted({b for b in (max(1, max_batch // 2), max_batch) if b >= 1})
     lines = [f'name: "{name}"',
@@ -52,18 +55,39 @@ def model_config(name: str, manifest: dict, backend: str, max_batch: int, instan
              "  max_queue_delay_microseconds: 5000\n}",
              f"instance_group [\n  {{\n    count: {count}\n    kind: {instance}\n  }}\n]"]
     if backend == "onnxruntime" and instance == "KIND_GPU" and precision in ORT_TRT_PRECISION:
-        # Let ORT hand the graph to TensorRT on GPU instances; it falls back to CUDA for the rest.
-        lines.append("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n      {\n"
-                     '        name: "tensorrt"\n'
-                     f'        parameters {{ key: "precision_mode" value: "{ORT_TRT_PRECISION[precision]}" }}\n'
-                     '        parameters { key: "max_workspace_size_bytes" value: "4294967296" }\n'
-                     # without a cache every instance load rebuilds the engines (minutes for 600M)
-                     '        parameters { key: "trt_engine_cache_enable" value: "1" }\n'
-                     f'        parameters {{ key: "trt_engine_cache_path" value: "/tmp/w2vbert-trt-cache/{name}" }}\n'
-                     "      }\n    ]\n  }\n}")
+        lines.append(_tensorrt_accelerator(name, precision, trt_profile, manifest))
     if backend == "onnxruntime" and threads:
         lines.append(f'parameters {{\n  key: "intra_op_thread_count"\n  value: {{ string_value: "{threads}" }}\n}}')
     return "\n".join(lines) + "\n"
+
+
+def _tensorrt_accelerator(name: str, precision: str, profile: dict | None, manifest: dict) -> str:
+    """ORT's TensorRT provider on GPU instances (it falls back to CUDA for the rest). Parameter names are
+    those Triton's onnxruntime backend passes through (onnxruntime_backend src/onnxruntime.cc, the
+    trt_* keys since its PR #237, March 2024): without caches every instance load rebuilds the engines (minutes for 600M), and
+    without a profile ORT builds one per new shape range as requests arrive."""
+    params = {"precision_mode": ORT_TRT_PRECISION[precision], "max_workspace_size_bytes": "4294967296",
+              "trt_engine_cache_enable": "1", "trt_engine_cache_path": f"/tmp/w2vbert-trt-cache/{name}",
+              "trt_timing_cache_enable": "1", "trt_timing_cache_path": f"/tmp/w2vbert-trt-cache/{name}"}
+    if profile:
+        feature_dim = manifest["inputs"][0]["shape"][-1]
+        for which, shapes in profile_shape_strings(profile, feature_dim).items():
+            params[f"trt_profile_{which}_shapes"] = shapes
+    body = "".join(f'        parameters {{ key: "{k}" value: "{v}" }}\n' for k, v in params.items())
+    bounds = (f"# TensorRT accelerator profile: batch <= {profile['max_batch']}, {profile['min_frames']}..."
+              f"{profile['max_frames']} frames ({profile['min_frames'] / 50:g}-{profile['max_frames'] / 50:g} s); "
+              "longer audio needs an export with a larger --max-seconds\n") if profile else ""
+    return (bounds + "optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n      {\n"
+            f'        name: "tensorrt"\n{body}      }}\n    ]\n  }}\n}}')
+
+
+def accelerator_profile(manifest: dict, precision: str, max_batch: int) -> dict:
+    """The accelerator's profile: batch up to the model's max_batch_size; frames as the artifact's plan of
+    this variant was built (its --min/--max-seconds), else the export defaults (1 s to 30 s)."""
+    frames = (engine_profile(manifest, precision)
+              or ShapeProfile.from_seconds(model_min_frames=manifest.get("min_frames", 1)).to_dict())
+    return ShapeProfile(1, max_batch, max_batch, frames["min_frames"], frames["opt_frames"],
+                        frames["max_frames"]).to_dict()
 
 
 def _place(source: Path, target: Path) -> None:
@@ -103,8 +127,9 @@ def _onnx_model(manifest, folder: Path, precision: str, gpu: bool, max_batch: in
         target = "model.onnx" if file == form["file"] else file  # the data file keeps its name
         _place(manifest.safe_path(file), folder / "1" / target)
     instance = "KIND_GPU" if gpu else "KIND_CPU"
+    profile = accelerator_profile(manifest.data, precision, max_batch) if gpu else None
     (folder / "config.pbtxt").write_text(model_config(folder.name, manifest.data, "onnxruntime", max_batch, instance,
-                                                      precision=precision, threads=threads))
+                                                      precision=precision, threads=threads, trt_profile=profile))
     return folder
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 
 from exporter.cli import main
-from exporter.targets.triton import write_repository
+from exporter.targets.triton import accelerator_profile, model_config, write_repository
 from runtime import Session
 from runtime.errors import ExportError
 from runtime.manifest import file_entry
@@ -101,12 +101,34 @@ def test_gpu_instances_get_the_tensorrt_accelerator(repo, tmp_path):
     # an engine cache, so instance loads after the first do not rebuild the engines
     assert accelerator.parameters["trt_engine_cache_enable"] == "1"
     assert accelerator.parameters["trt_engine_cache_path"].endswith("/w2vbert_ctc_fp32")
+    assert accelerator.parameters["trt_timing_cache_enable"] == "1"
+    # one profile for every batch the scheduler forms and the export's default lengths (1 s to 30 s)
+    assert accelerator.parameters["trt_profile_min_shapes"] == "input_features:1x50x160,attention_mask:1x50"
+    assert accelerator.parameters["trt_profile_opt_shapes"] == "input_features:4x500x160,attention_mask:4x500"
+    assert accelerator.parameters["trt_profile_max_shapes"] == "input_features:4x1500x160,attention_mask:4x1500"
     assert config.parameters["intra_op_thread_count"].string_value == "2"
     assert config.max_batch_size == 4 and list(config.dynamic_batching.preferred_batch_size) == [2, 4]
     graph = onnx.load(str(tmp_path / "gpu" / "w2vbert_ctc_fp32" / "1" / "model.onnx")).graph
     assert "SkipLayerNormalization" in {n.op_type for n in graph.node}  # GPU instances: the fused graph
     int8 = parse(tmp_path / "gpu" / "w2vbert_ctc_int8")  # dynamic int8 is CPU-only: no TensorRT accelerator
     assert not int8.optimization.execution_accelerators.gpu_execution_accelerator
+
+
+def test_accelerator_profile_follows_the_artifacts_plan(repo, tmp_path):
+    """A plan built with --min/--max-seconds sets the frames of the accelerator's profile too."""
+    art = tmp_path / "art"
+    shutil.copytree(repo / "art", art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    built = ShapeProfile.from_seconds(min_seconds=2, opt_seconds=5, max_seconds=20, max_batch=2).to_dict()
+    manifest["engines"] = {"fp32": {"file": "model.fp32.plan", "files": [], "profile": built}}
+    assert accelerator_profile(manifest, "fp32", 8) == {"min_batch": 1, "opt_batch": 8, "max_batch": 8,
+                                                        "min_frames": 100, "opt_frames": 250, "max_frames": 1000}
+    text = model_config("m", manifest, "onnxruntime", 8, "KIND_GPU", precision="fp32",
+                        trt_profile=accelerator_profile(manifest, "fp32", 8))
+    assert "batch <= 8, 100...1000 frames (2-20 s)" in text.splitlines()[text.splitlines().index("optimization {") - 1]
+    params = text_format.Parse(text, model_config_pb2.ModelConfig()).optimization.execution_accelerators \
+        .gpu_execution_accelerator[0].parameters
+    assert params["trt_profile_max_shapes"] == "input_features:8x1000x160,attention_mask:8x1000"
 
 
 def test_tensorrt_plan_model(repo, tmp_path):
