@@ -4,7 +4,7 @@
 
 Never run: it was written without a GPU (the CPU machines of this project have none). Without a
 GPU, TensorRT, polygraphy or onnxruntime-gpu it exits 1 with one line saying what is missing.
-On a GPU machine, in under 5 minutes on the `tiny` preset, it records in OUT/report.md:
+On a GPU machine, in under 5 minutes on the `tiny` preset, it records in OUT/report.json:
 
 1. versions and API presence (strong typing, the weak-typing flags TensorRT 11 removed);
 2. the `gpu` / `tensorrt` tests (pytest -m "gpu or tensorrt");
@@ -89,13 +89,13 @@ def compare_plans(artifact: Path) -> list[dict]:
     for precision, entry in manifest.data.get("engines", {}).items():
         engine = Session(artifact, precision=precision, provider="trt-engine")
         profile = entry["profile"]
+        dtypes, layers = inspect_plan(artifact / entry["file"])
         for batch in sorted({1, profile["max_batch"]}):
             for frames in (profile["min_frames"], profile["opt_frames"], profile["max_frames"]):
                 x = np.random.default_rng(0).standard_normal((batch, frames, 160)).astype(np.float32)
                 mask = np.ones((batch, frames), np.int64)
                 ref, got = cpu.run(x, mask), engine.run(x, mask)
                 err = max(float(np.abs(ref[k] - got[k]).max()) for k in ref)
-                dtypes, layers = inspect_plan(artifact / entry["file"])
                 rows.append({"plan": precision, "batch": batch, "frames": frames, "max_abs": err,
                              "input_dtypes": dtypes, "profile": profile, "layers": layers})
         engine.close()

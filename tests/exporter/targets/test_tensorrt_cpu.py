@@ -232,6 +232,32 @@ def test_weakly_typed_build_only_where_the_flags_exist(monkeypatch, tmp_path):
         build_mode(trt)
 
 
+def test_weak_typing_pins_floating_point_layers_only(monkeypatch):
+    """The attention_mask sums are integer reductions: pinning them to fp32 would break the build."""
+    from exporter.targets.tensorrt import _keep_norms_fp32
+
+    kinds = types.SimpleNamespace(NORMALIZATION="norm", SOFTMAX="softmax", REDUCE="reduce", MATRIX_MULTIPLY="mm")
+    fake_module(monkeypatch, "tensorrt", LayerType=kinds, float32="f32", float16="f16", int32="i32", int64="i64")
+
+    class Layer:
+        def __init__(self, kind, dtype):
+            self.type, self.precision, self.outputs = kind, None, {}
+            self.num_outputs, self._dtype = 1, dtype
+
+        def get_output(self, k):
+            return types.SimpleNamespace(dtype=self._dtype)
+
+        def set_output_type(self, k, dtype):
+            self.outputs[k] = dtype
+
+    layers = [Layer("reduce", "i64"), Layer("reduce", "f16"), Layer("softmax", "f32"), Layer("norm", "f16"),
+              Layer("mm", "f16"), Layer("reduce", "i32")]
+    network = types.SimpleNamespace(num_layers=len(layers), get_layer=layers.__getitem__)
+    _keep_norms_fp32(network)
+    assert [layer.precision for layer in layers] == [None, "f32", "f32", "f32", None, None]
+    assert [layer.outputs for layer in layers] == [{}, {0: "f32"}, {0: "f32"}, {0: "f32"}, {}, {}]
+
+
 def test_engines_are_built_from_the_variant_the_gate_judged():
     from exporter.plan import ENGINE_SOURCES
 
