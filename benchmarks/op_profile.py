@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -64,12 +65,17 @@ def summarize(events: list[dict], calls: int, facts: dict) -> dict:
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     first_end = runs[0]["ts"] + runs[0]["dur"] if runs else 0
     per_op = defaultdict(lambda: {"us": 0.0, "nodes": set()})
+    per_role = defaultdict(lambda: {"us": 0.0, "nodes": set()})
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < first_end:
             continue
-        op = e.get("args", {}).get("op_name", "?")
+        op, node = e.get("args", {}).get("op_name", "?"), e["name"][:-len("_kernel_time")]
         per_op[op]["us"] += e["dur"]
-        per_op[op]["nodes"].add(e["name"][:-len("_kernel_time")])
+        per_op[op]["nodes"].add(node)
+        if op not in MATMUL_OPS:  # what graph changes could remove, located
+            role = per_role[(op, role_of(node))]
+            role["us"] += e["dur"]
+            role["nodes"].add(node)
     timed = max(calls - 1, 1)
     total = sum(v["us"] for v in per_op.values())
     wall = sum(r["dur"] for r in runs[1:]) / timed if len(runs) > 1 else 0.0
@@ -77,7 +83,20 @@ def summarize(events: list[dict], calls: int, facts: dict) -> dict:
                     "nodes": len(v["nodes"]), "matmul": op in MATMUL_OPS} for op, v in per_op.items()),
                   key=lambda r: -r["ms"])
     matmul = sum(r["ms"] for r in rows if r["matmul"])
-    return {**facts, "rows": rows, "kernel_ms": total / timed / 1e3, "run_ms": wall / 1e3, "matmul_ms": matmul}
+    roles = sorted(({"op": op, "role": role, "ms": v["us"] / timed / 1e3, "nodes": len(v["nodes"])}
+                    for (op, role), v in per_role.items()), key=lambda r: -r["ms"])
+    return {**facts, "rows": rows, "roles": roles[:TOP_ROLES], "kernel_ms": total / timed / 1e3,
+            "run_ms": wall / 1e3, "matmul_ms": matmul}
+
+
+TOP_ROLES = 12
+
+
+def role_of(node: str) -> str:
+    """A node's place with the layer index taken out, so the 24 copies of one node sum together:
+    "/encoder/layers.7/self_attn/Transpose_2" -> "layers.*/self_attn/Transpose_2"."""
+    tail = re.sub(r"layers\.\d+", "layers.*", node).lstrip("/")
+    return tail.split("/", 1)[1] if tail.startswith("encoder/") else tail
 
 
 def markdown(result: dict, machine: str) -> str:
@@ -91,6 +110,10 @@ def markdown(result: dict, machine: str) -> str:
     for r in result["rows"]:
         lines.append(f"| {r['op']} | {r['ms']:.1f} | {100 * r['share']:.1f}% | {r['nodes']} | "
                      f"{'yes' if r['matmul'] else ''} |")
+    lines += ["", f"Largest non-matmul nodes, each summed over its copies in every layer (top {TOP_ROLES}):", "",
+              "| op type | node (layer index removed) | ms per call | share | nodes |", "|---|---|---:|---:|---:|"]
+    for r in result["roles"]:
+        lines.append(f"| {r['op']} | `{r['role']}` | {r['ms']:.1f} | {100 * r['ms'] / kernel:.1f}% | {r['nodes']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks.flops import frames_for_seconds, model_flops
@@ -140,6 +141,32 @@ def test_op_profile_sums_kernel_time_per_op_type(tmp_path):
     assert 0 < result["matmul_ms"] <= result["kernel_ms"] <= result["run_ms"] * 1.05
     text = markdown(result, "test machine")
     assert "| MatMul |" in text and "of which matrix multiply" in text
+    # non-matmul time located by node, copies across layers summed; never more than its op type's total
+    roles = result["roles"]
+    assert roles and all(not ops[r["op"]]["matmul"] for r in roles)
+    assert all(r["ms"] <= ops[r["op"]]["ms"] + 1e-9 for r in roles)
+    assert [r["ms"] for r in roles] == sorted((r["ms"] for r in roles), reverse=True)
+    assert "Largest non-matmul nodes" in text
+
+
+def test_op_profile_sums_one_node_over_its_layers():
+    from benchmarks.op_profile import role_of
+
+    assert role_of("/encoder/layers.7/self_attn/Transpose_2") == "layers.*/self_attn/Transpose_2"
+    assert role_of("/encoder/layers.12/self_attn/Transpose_2") == role_of("/encoder/layers.0/self_attn/Transpose_2")
+    assert role_of("/feature_projection/Add") == "feature_projection/Add"
+
+
+def test_relative_bias_forms_compute_the_exported_bias():
+    """Every form timed by benchmarks.relative_bias is checked against numpy before it is timed."""
+    from benchmarks.relative_bias import forms, measure
+
+    rows = measure(frames=23, heads=3, left=5, right=2, threads=1, calls=2)
+    assert [r["form"] for r in rows][0] == "Gather rows + Transpose (exported)" and len(rows) == 4
+    assert all(r["best_ms"] <= r["median_ms"] for r in rows)
+    values = np.zeros((3, 23, 8), np.float32)
+    _, feeds = forms(values, np.zeros(23 * 23, np.int64))["GatherElements, int32 index"]
+    assert feeds["index"].dtype == np.int32 and feeds["index"].shape == (3, 23 * 23)
 
 
 def test_gate_overrides_reach_the_standard_graph_export_unchanged():
