@@ -25,6 +25,8 @@ def test_targets_fuse_and_match_transformers(hf_checkpoint, tmp_path, position, 
     if target == "ort":
         assert ops.count("MultiHeadAttention") == attentions
         assert ops.count("Softmax") == 0
+        # q, k and v arrive biased: the projection bias input stays empty (a zero one costs an add pass)
+        assert all(n.input[3] == "" for n in model.graph.node if n.op_type == "MultiHeadAttention")
         # 4 residual sums per Conformer layer and 1 per adapter layer feed a LayerNorm
         layers = hf_model.config.num_hidden_layers
         assert ops.count("SkipLayerNormalization") == 4 * layers + hf_model.config.num_adapter_layers
