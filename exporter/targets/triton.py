@@ -21,7 +21,7 @@ from pathlib import Path
 from runtime.errors import ExportError, OptionError
 from runtime.manifest import load_manifest
 from runtime.providers import profile_shape_strings
-from runtime.trt_profile import ShapeProfile, engine_profile
+from runtime.trt_profile import FRAMES_PER_SECOND, ShapeProfile, engine_profile
 
 from ..plan import TENSORRT_PLANS, triton_model_name
 from .triton_python import default_max_audio_seconds, link_artifact, python_model_config, write_python_model
@@ -62,10 +62,10 @@ def model_config(name: str, manifest: dict, backend: str, max_batch: int, instan
 
 
 def _tensorrt_accelerator(name: str, precision: str, profile: dict | None, manifest: dict) -> str:
-    """ORT's TensorRT provider on GPU instances (it falls back to CUDA for the rest). Parameter names are
-    those Triton's onnxruntime backend passes through (onnxruntime_backend src/onnxruntime.cc, the
-    trt_* keys since its PR #237, March 2024): without caches every instance load rebuilds the engines (minutes for 600M), and
-    without a profile ORT builds one per new shape range as requests arrive."""
+    """ORT's TensorRT provider on GPU instances (it falls back to CUDA for the rest). The parameter names
+    are those Triton's onnxruntime backend passes through (its src/onnxruntime.cc; the trt_* keys since
+    its PR #237, March 2024). Without the caches every instance load rebuilds the engines (minutes for
+    600M); without a profile ORT builds one per new shape range as requests arrive."""
     params = {"precision_mode": ORT_TRT_PRECISION[precision], "max_workspace_size_bytes": "4294967296",
               "trt_engine_cache_enable": "1", "trt_engine_cache_path": f"/tmp/w2vbert-trt-cache/{name}",
               "trt_timing_cache_enable": "1", "trt_timing_cache_path": f"/tmp/w2vbert-trt-cache/{name}"}
@@ -74,9 +74,13 @@ def _tensorrt_accelerator(name: str, precision: str, profile: dict | None, manif
         for which, shapes in profile_shape_strings(profile, feature_dim).items():
             params[f"trt_profile_{which}_shapes"] = shapes
     body = "".join(f'        parameters {{ key: "{k}" value: "{v}" }}\n' for k, v in params.items())
-    bounds = (f"# TensorRT accelerator profile: batch <= {profile['max_batch']}, {profile['min_frames']}..."
-              f"{profile['max_frames']} frames ({profile['min_frames'] / 50:g}-{profile['max_frames'] / 50:g} s); "
-              "longer audio needs an export with a larger --max-seconds\n") if profile else ""
+    bounds = ""
+    if profile:
+        seconds = (f"{profile['min_frames'] / FRAMES_PER_SECOND:g}-"
+                   f"{profile['max_frames'] / FRAMES_PER_SECOND:g} s")
+        bounds = (f"# TensorRT accelerator profile: batch <= {profile['max_batch']}, {profile['min_frames']}..."
+                  f"{profile['max_frames']} frames ({seconds}); longer audio needs an export with a larger "
+                  "--max-seconds\n")
     return (bounds + "optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n      {\n"
             f'        name: "tensorrt"\n{body}      }}\n    ]\n  }}\n}}')
 
