@@ -40,10 +40,10 @@ def attend(q, k, v, key_mask, position_bias, heads: int):
 def _mha(g, q, k, v, mask, *bias, heads):
     # The projection bias input stays empty: q, k and v come biased, and a zero bias still costs
     # onnxruntime's CPU kernel an add pass per call (0.85 ms of 12.7 ms per layer at 10 s, 600M).
-    # An empty optional input is written as "" (torch's placeholder for omitted optional inputs).
-    from torch.onnx.symbolic_helper import _optional_input_placeholder_tensor
-
-    out = g.op("com.microsoft::MultiHeadAttention", q, k, v, _optional_input_placeholder_tensor(g), mask, *bias,
+    # A None-typed constant is how torch's exporter writes an omitted optional input ("").
+    omitted = g.op("prim::Constant")
+    omitted.setType(torch._C.OptionalType.ofTensor())
+    out = g.op("com.microsoft::MultiHeadAttention", q, k, v, omitted, mask, *bias,
                num_heads_i=heads, scale_f=1.0, mask_filter_value_f=MASK_VALUE)
     out.setType(q.type())  # (B, T, C) like q: torch's shape inference cannot know a contrib op's output
     return out
