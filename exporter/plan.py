@@ -17,6 +17,7 @@ from pathlib import Path
 from runtime.errors import OptionError
 from runtime.manifest import MANIFEST_NAME, SCHEMA
 from runtime.shapes import min_frames
+from runtime.trt_profile import PLAN_OF_VARIANT
 
 from .model.config import W2VBertConfig
 from .model.registry import HEAD_NAMES  # noqa: F401 - the CLI's --head choices
@@ -31,12 +32,10 @@ PRECISION_TARGETS = {"fp32": ("ort", "tensorrt"), "fp16": ("ort", "tensorrt"), "
                      "int8-qdq": ("ort", "tensorrt"), "int4": ("ort",)}
 PRECISIONS = tuple(PRECISION_TARGETS)
 CALIBRATORS = ("percentile", "entropy", "minmax")
-# ONNX precision -> (TensorRT plan precision, the ONNX variant the plan is built from). An fp16 plan
-# is built from the fp32 ONNX with TensorRT's fp16 flag; the int8 plan from int8-qdq's Q/DQ nodes.
-# Each plan is built from the ONNX variant the accuracy gate judged (strongly typed: the ONNX's
-# own types are the plan's): fp16 from model.fp16.onnx, whose norms / softmax / reductions are fp32.
-TENSORRT_PLANS = {"fp32": ("fp32", "fp32"), "fp16": ("fp16", "fp16"), "int8-qdq": ("int8", "int8-qdq")}
-ENGINE_SOURCES = {plan: onnx for plan, onnx in TENSORRT_PLANS.values()}  # plan precision -> ONNX variant
+# Each TensorRT plan is built, strongly typed, from the ONNX variant the accuracy gate judged
+# (runtime.trt_profile.PLAN_OF_VARIANT: fp16 from model.fp16.onnx, whose norms / softmax / reductions
+# are fp32; int8 from int8-qdq's Q/DQ nodes).
+ENGINE_SOURCES = {plan: onnx for onnx, plan in PLAN_OF_VARIANT.items()}  # plan precision -> ONNX variant
 
 
 def check_precision(precision: str, target: str) -> None:
@@ -157,7 +156,7 @@ class ExportPlan:
 
     @property
     def engine_precisions(self) -> list[str]:
-        return [TENSORRT_PLANS[p][0] for p in self.precisions if p in TENSORRT_PLANS]
+        return [PLAN_OF_VARIANT[p] for p in self.precisions if p in PLAN_OF_VARIANT]
 
 
 def make_plan(source=None, out="w2vbert-artifact", head: str | None = None, opset: int = DEFAULT_OPSET,

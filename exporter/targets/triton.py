@@ -21,16 +21,16 @@ from pathlib import Path
 from runtime.errors import ExportError, OptionError
 from runtime.manifest import load_manifest
 from runtime.providers import profile_shape_strings
-from runtime.trt_profile import FRAMES_PER_SECOND, ShapeProfile, engine_profile
+from runtime.trt_profile import FRAMES_PER_SECOND, PLAN_OF_VARIANT, ShapeProfile, engine_profile
 
-from ..plan import TENSORRT_PLANS, triton_model_name
+from ..plan import triton_model_name
 from .triton_python import default_max_audio_seconds, link_artifact, python_model_config, write_python_model
 
 log = logging.getLogger("w2vbert")
 
 DTYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "int32": "TYPE_INT32"}
 # ONNX precision -> the precision_mode of ORT's TensorRT accelerator on GPU instances
-ORT_TRT_PRECISION = {onnx: plan.upper() for onnx, (plan, _) in TENSORRT_PLANS.items()}
+ORT_TRT_PRECISION = {onnx: plan.upper() for onnx, plan in PLAN_OF_VARIANT.items()}
 
 
 def _tensor(spec: dict) -> str:
