@@ -21,12 +21,12 @@ import functools
 import json
 import logging
 import math
-import numbers
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DependencyError, InputError
+from .inputs import is_whole
 from .fbank_constants import (FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, MIN_SAMPLES, PREEMPHASIS,  # noqa: F401
                               VARIANCE_EPS)
 
@@ -127,7 +127,7 @@ class FeatureExtractor:
     # ------------------------------------------------------------------ public
     def __call__(self, audio, sampling_rate: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One waveform (1-D) or a list of waveforms of any lengths -> padded batch and mask."""
-        if sampling_rate is not None and (isinstance(sampling_rate, bool) or not isinstance(sampling_rate, numbers.Integral)):
+        if sampling_rate is not None and not is_whole(sampling_rate):
             raise InputError(f"sampling_rate must be a whole number of Hz, got {sampling_rate!r}")
         if sampling_rate is not None and int(sampling_rate) != self.sampling_rate:
             raise InputError(f"audio sampled at {sampling_rate} Hz; this model expects {self.sampling_rate} Hz "

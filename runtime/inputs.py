@@ -6,9 +6,16 @@ check here names what was given and what is expected.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .errors import InputError
+
+
+def is_whole(value) -> bool:
+    """An integer count or rate (numpy integers too), not a bool, which Python counts as one."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _as_array(value, name: str) -> np.ndarray:

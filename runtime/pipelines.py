@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .inputs import is_whole
 
 ASR, CLASSIFICATION = "automatic-speech-recognition", "audio-classification"
 TASK_HEADS = {ASR: ("CTC",), CLASSIFICATION: ("SequenceClassification",)}
@@ -85,7 +86,7 @@ class _AudioTaskPipeline:
         from .audio_pipeline import AudioPipeline
 
         batch_size = self.batch_size if batch_size is None else batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        if not is_whole(batch_size) or batch_size < 1:
             raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         return AudioPipeline(self.session, batch_size=int(batch_size), **options)
 
@@ -143,7 +144,7 @@ class AudioClassificationPipeline(_AudioTaskPipeline):
         config = self.session.config
         labels = {int(k): v for k, v in config["id2label"].items()}
         top_k = options["top_k"]
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 0):
+        if top_k is not None and (not is_whole(top_k) or top_k < 0):
             raise InputError(f"top_k must be a whole number >= 0 (or None: every label), got {top_k!r}")
         top_k = len(labels) if top_k is None else min(int(top_k), len(labels))
         function = options.get("function_to_apply") or {"regression": "none", "multi_label_classification": "sigmoid"
@@ -185,7 +186,7 @@ def _one_wave(item, index: int, features) -> np.ndarray:
             raise InputError(f"input {index} is a dict with keys {sorted(item)}; expected 'raw' (or 'array') "
                              "samples and their 'sampling_rate'")
         source = item["sampling_rate"]
-        if isinstance(source, bool) or not isinstance(source, numbers.Integral) or source <= 0:
+        if not is_whole(source) or source <= 0:
             raise InputError(f"input {index}: sampling_rate must be a whole number of Hz > 0, got {source!r}")
         return checked_at(features, samples, index, int(source))
     if isinstance(item, np.ndarray):

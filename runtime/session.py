@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import numbers
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from .errors import ArtifactError, DependencyError, InputError, require
 from .features import HOP_LENGTH
-from .inputs import check_attention_memory, check_features, check_mask, check_waveform
+from .inputs import check_attention_memory, check_features, check_mask, check_waveform, is_whole
 from . import seal
 from .manifest import Manifest, check_matches_model, load_manifest
 from .providers import PROVIDERS, provider_options
@@ -242,8 +241,7 @@ def artifact_cache_id(manifest: Manifest | None, precision: str, provider: str, 
 
 
 def _check_threads(threads) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
-                                or threads < 1):
+    if threads is not None and (not is_whole(threads) or threads < 1):
         raise InputError(f"threads must be >= 1 and a whole number (or None: every core), got {threads!r}")
 
 
