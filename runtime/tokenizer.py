@@ -120,8 +120,9 @@ class CTCTokenizer:
                   "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
         extra = {t: i for t, i in self.vocab.items() if t not in self.base_vocab}
         if extra:
+            strips = {t: self.added.get(t, (False, False)) for t in extra}
             config["added_tokens_decoder"] = {str(i): {
-                "content": t, "lstrip": self.added.get(t, (False, False))[0], "rstrip": self.added.get(t, (False, False))[1],
+                "content": t, "lstrip": strips[t][0], "rstrip": strips[t][1],
                 "normalized": False, "single_word": False, "special": t in self.extra_special} for t, i in extra.items()}
         if self.extra_special:
             config["extra_special_tokens"] = list(self.extra_special)
@@ -180,7 +181,7 @@ class CTCTokenizer:
                spaces_between_special_tokens: bool = False):
         """One sequence of ids (or (frames, vocab) logits: argmax per frame) -> text, or a DecodeOutput
         with offsets in output frames when output_char_offsets / output_word_offsets."""
-        ids = _as_ids(token_ids, 1)
+        ids = _as_ids(token_ids)
         tokens = [self.id_to_token.get(i, self.unk_token) for i in ids]
         if skip_special_tokens:
             tokens = [t for t in tokens if t not in self.special_tokens or t == self.word_delimiter_token]
@@ -257,8 +258,8 @@ def _from_torch(value):
     return (value.float() if value.is_floating_point() else value).numpy()
 
 
-def _as_ids(token_ids, rank: int) -> list[int]:
-    """ids as ints; float logits (frames, vocab) -> argmax per frame."""
+def _as_ids(token_ids) -> list[int]:
+    """One sequence of ids as ints; float logits (frames, vocab) -> argmax per frame."""
     token_ids = _from_torch(token_ids)
     try:
         array = np.asarray(token_ids)
@@ -266,15 +267,15 @@ def _as_ids(token_ids, rank: int) -> list[int]:
         raise InputError(f"decode takes one sequence of token ids, got {type(token_ids).__name__}: {exc}") from exc
     if array.size == 0:
         return []
-    if array.dtype.kind == "f" and array.ndim == rank and np.all(array == np.round(array)):
+    if array.dtype.kind == "f" and array.ndim == 1 and np.all(array == np.round(array)):
         array = array.astype(np.int64)  # ids given as floats, as transformers accepts
     if array.dtype.kind == "f":
-        if array.ndim != rank + 1:
+        if array.ndim != 2:
             raise InputError(f"logits for decode must be (frames, vocab), got shape {array.shape}")
         array = array.argmax(axis=-1)
     if array.ndim == 0:
         array = array.reshape(1)
-    if array.ndim != rank or array.dtype.kind not in "iu":
+    if array.ndim != 1 or array.dtype.kind not in "iu":
         raise InputError(f"decode takes one sequence of token ids (or (frames, vocab) logits), got an array of "
                          f"shape {array.shape} and dtype {array.dtype}")
     return [int(i) for i in array]
