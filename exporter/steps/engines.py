@@ -20,5 +20,5 @@ def add_engines(staging: Path, manifest: dict, precisions, profile: ShapeProfile
         variant = manifest["variants"][source]
         onnx_path = staging / variant["file"]
         entry = build_engine(onnx_path, staging / f"model.{precision}.plan", precision, profile, feature_dim,
-                             cache_dir, files=[staging / f for f in variant["files"]])
+                             [staging / f for f in variant["files"]], cache_dir)
         manifest.setdefault("engines", {})[precision] = entry

@@ -59,7 +59,7 @@ def engine_source(precision: str) -> str:
 
 
 def build_engine(onnx_path: Path, plan_path: Path, precision: str, profile: ShapeProfile, feature_dim: int,
-                 cache_dir: Path | None = None, files: list[Path] | None = None) -> dict:
+                 files: list[Path], cache_dir: Path | None = None) -> dict:
     """Build (or take from the cache) the plan for `onnx_path`; returns its manifest entry.
 
     `files`: every file of the ONNX variant (the graph and its .data weights); the cache key hashes
@@ -69,7 +69,7 @@ def build_engine(onnx_path: Path, plan_path: Path, precision: str, profile: Shap
     trt = require("tensorrt", "gpu", "building a TensorRT engine")
     require("polygraphy", "gpu", "building a TensorRT engine")
     gpu, capability = gpu_identity()
-    digest = files_digest({p.name: file_sha256(p) for p in (files or [onnx_path])})
+    digest = files_digest({p.name: file_sha256(p) for p in files})
     key = engine_cache_key(digest, trt.__version__, gpu, capability, precision, profile.to_dict())
     cache_dir = Path(cache_dir or Path.home() / ".cache" / "w2vbert-deploy" / "tensorrt")
     cache_dir.mkdir(parents=True, exist_ok=True)
