@@ -59,10 +59,9 @@ def prepare_plain_export(spec: dict, threads: int) -> str | None:
     return None
 
 
-def prepare_standard_graphs(checkpoint: str, work: Path, precisions, quant) -> str | None:
-    """Our standard-op graphs (--target tensorrt: fp32, and int8-qdq when an int precision is timed)
-    for OpenVINO, under work/STANDARD_GRAPHS; None, or why they could not be built."""
-    wanted = ("fp32", "int8-qdq") if any(p.startswith("int") for p in precisions) else ("fp32",)
+def prepare_standard_graphs(checkpoint: str, work: Path, wanted: list[str], quant) -> str | None:
+    """Our standard-op graphs of the `wanted` precisions (--target tensorrt: fp32, int8-qdq) for
+    OpenVINO, under work/STANDARD_GRAPHS; None, or why they could not be built."""
     folder = work / STANDARD_GRAPHS
     have = set(load_manifest(folder).data["variants"]) if (folder / MANIFEST_NAME).is_file() else set()
     if not set(wanted) <= have:
@@ -115,7 +114,8 @@ def _plan(source, grid: Grid, work: Path, precisions, quant, only):
     specs, unselected = select(specs + peers, only)
     # OpenVINO's rows on our graphs need a --target tensorrt export: made only when one of them runs
     std_users = [s for s in specs if Path(s.get("path", "")).parent == work / STANDARD_GRAPHS]
-    reason = prepare_standard_graphs(checkpoint, work, precisions, quant) if std_users else None
+    wanted = sorted({s["precision"] for s in std_users})  # the rows' precisions (benchmarks.peers)
+    reason = prepare_standard_graphs(checkpoint, work, wanted, quant) if std_users else None
     if reason:
         skipped += [(s["name"], reason) for s in std_users]
         specs = [s for s in specs if s not in std_users]
