@@ -35,14 +35,21 @@ def conformer_layer(frames: int, config: dict[str, Any]) -> int:
     return flops
 
 
+def adapter_lengths(frames: int, config: dict[str, Any]) -> list[int]:
+    """Frames after each adapter layer (the convolution's own output length)."""
+    k, s, lengths = config["adapter_kernel_size"], config["adapter_stride"], []
+    for _ in range(config["num_adapter_layers"]):
+        frames = (frames + 2 * (s // 2) - k) // s + 1
+        lengths.append(frames)
+    return lengths
+
+
 def adapter_flops(frames: int, config: dict[str, Any]) -> tuple[int, int]:
     """(FLOPs, output frames) of the projection + adapter layers."""
     c, out = config["hidden_size"], config["output_hidden_size"]
     flops = 2 * frames * c * out if out != c else 0
-    k, s = config["adapter_kernel_size"], config["adapter_stride"]
-    t = frames
-    for _ in range(config["num_adapter_layers"]):
-        t = (t + 2 * (s // 2) - k) // s + 1  # the convolution's own output length
+    k, t = config["adapter_kernel_size"], frames
+    for t in adapter_lengths(frames, config):
         flops += 2 * (2 * t * out * 2 * out * k)  # residual conv and attention conv, each to 2C
         flops += _attention(t, out, None, 0)
         flops += 2 * 2 * t * out * config["intermediate_size"]
@@ -80,6 +87,16 @@ def model_flops(config: dict[str, Any], head: str, frames: int, batch: int = 1) 
         flops += extra
         width = config["output_hidden_size"]
     return batch * (flops + head_flops(t, width, config, head))
+
+
+def attention_core_flops(config: dict[str, Any], frames: int, batch: int = 1) -> int:
+    """FLOPs of Q·Kᵀ and P·V in every attention layer: the matrix work inside the MultiHeadAttention
+    nodes, which onnxruntime times as one kernel with the softmax and the bias add."""
+    per_layer = 2 * 2 * frames * frames * config["hidden_size"]
+    flops = config["num_hidden_layers"] * per_layer
+    if config.get("add_adapter"):
+        flops += sum(2 * 2 * t * t * config["output_hidden_size"] for t in adapter_lengths(frames, config))
+    return batch * flops
 
 
 def frames_for_seconds(seconds: float) -> int:

@@ -29,6 +29,18 @@ MATMUL_OPS = frozenset({"MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMu
 
 
 def profile(artifact: Path, precision: str, seconds: float, threads: int, runs: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="w2vbert-profile-") as work:
+        session, feeds, facts = profiled_session(artifact, precision, seconds, threads, Path(work))
+        session.run(None, feeds)
+        for _ in range(runs):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    return summarize(events, runs + 1, {**facts, "runs": runs})
+
+
+def profiled_session(artifact: Path, precision: str, seconds: float, threads: int, work: Path):
+    """(session with onnxruntime's profiler on, batch-1 feeds of `seconds`, facts); its first call is
+    the caller's to make and drop, first-call allocations having been taken by an unprofiled session."""
     import onnxruntime as ort
 
     from benchmarks.flops import frames_for_seconds
@@ -41,23 +53,17 @@ def profile(artifact: Path, precision: str, seconds: float, threads: int, runs: 
     rng = np.random.default_rng(0)
     feeds = {"input_features": rng.standard_normal((1, frames, dim)).astype(np.float32),
              "attention_mask": np.ones((1, frames), np.int64)}
-    with tempfile.TemporaryDirectory(prefix="w2vbert-profile-") as work:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(manifest.safe_path(form["file"])), options,
-                                       providers=["CPUExecutionProvider"])
-        session.run(None, feeds)  # untimed: first-call allocations
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(work, "profile")
-        session = ort.InferenceSession(str(manifest.safe_path(form["file"])), options,
-                                       providers=["CPUExecutionProvider"])
-        session.run(None, feeds)
-        for _ in range(runs):
-            session.run(None, feeds)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    return summarize(events, runs + 1, {"artifact": str(artifact), "precision": precision, "file": form["file"],
-                                        "seconds": seconds, "frames": frames, "threads": threads, "runs": runs})
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    path = str(manifest.safe_path(form["file"]))
+    ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(work, "profile")
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    facts = {"artifact": str(artifact), "precision": precision, "file": form["file"], "seconds": seconds,
+             "frames": frames, "threads": threads, "config": manifest.config, "head": manifest.head}
+    return session, feeds, facts
 
 
 def summarize(events: list[dict], calls: int, facts: dict) -> dict:

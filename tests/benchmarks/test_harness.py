@@ -157,6 +157,55 @@ def test_op_profile_sums_one_node_over_its_layers():
     assert role_of("/feature_projection/Add") == "feature_projection/Add"
 
 
+def test_ceiling_splits_node_time_by_the_call_that_ran_it():
+    from benchmarks.ceiling import split_calls
+
+    def node(op, ts, dur):
+        return {"cat": "Node", "name": f"/{op}_{ts}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    events = [{"cat": "Session", "name": "model_run", "ts": 100, "dur": 50_000},
+              {"cat": "Session", "name": "model_run", "ts": 0, "dur": 60},
+              node("MatMul", 10, 20), node("MultiHeadAttention", 40, 10),
+              node("MatMul", 200, 30_000), node("DynamicQuantizeMatMul", 31_000, 4_000),
+              node("MultiHeadAttention", 36_000, 5_000), node("Add", 42_000, 1_000),
+              node("MatMul", 90_000, 7)]  # after both calls: belongs to neither
+    first, second = split_calls(events)
+    assert first == {"run_ms": 0.06, "matmul_ms": 0.02, "attention_ms": 0.01}
+    assert second == {"run_ms": 50.0, "matmul_ms": 34.0, "attention_ms": 5.0}
+
+
+def test_ceiling_reads_each_call_against_its_own_rounds_roof(tmp_path):
+    from benchmarks.ceiling import BARS, markdown, measure
+    from exporter.export import export
+
+    artifact = export(None, tmp_path / "digits")
+    roofs = iter([40.0, 80.0])
+    result = measure(artifact, "fp32", seconds=1.0, threads=1, rounds=2,
+                     peaks=lambda threads: {"fp32": next(roofs), "int8": 1.0})
+    flops = result["gflop"] * 1e9
+    assert [r["roof"] for r in result["rounds"]] == [40.0, 80.0]
+    for r in result["rounds"]:
+        assert 0 < r["matmul_ms"] < r["run_ms"] and 0 < r["attention_ms"] <= r["other_ms"]
+        assert r["model_pct"] == pytest.approx(100 * flops / (r["run_ms"] / 1e3) / (r["roof"] * 1e9))
+        assert r["budget_ms"] == pytest.approx(flops / (BARS["fp32"] / 100 * r["roof"] * 1e9) * 1e3 - r["matmul_ms"])
+        assert r["ceiling_pct"] > r["model_pct"]  # the matmul nodes outrun the whole call
+    assert result["median"]["roof"] == 60.0
+    text = markdown(result, "test machine")
+    assert "| median | 60 |" in text and "ceiling %" in text
+
+
+def test_attention_core_flops_counts_every_layer_and_adapter_layer():
+    from benchmarks.flops import adapter_lengths, attention_core_flops
+
+    config = preset_config("w2v-bert-2.0").to_dict()
+    assert attention_core_flops(config, 499) == 24 * 4 * 499 * 499 * 1024
+    adapted = {**config, "add_adapter": True, "num_adapter_layers": 2, "output_hidden_size": 512}
+    lengths = adapter_lengths(499, adapted)
+    assert lengths == [250, 125]
+    assert attention_core_flops(adapted, 499, batch=2) == 2 * (24 * 4 * 499 * 499 * 1024 +
+                                                               sum(4 * t * t * 512 for t in lengths))
+
+
 def test_relative_bias_forms_compute_the_exported_bias():
     """Every form timed by benchmarks.relative_bias is checked against numpy before it is timed."""
     from benchmarks.relative_bias import forms, measure

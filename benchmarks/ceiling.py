@@ -1,0 +1,127 @@
+"""How near the roof a variant is, and how near graph changes could bring it, round by round.
+
+    python -m benchmarks.ceiling ARTIFACT [--precision fp32,int8] [--seconds 10] [--threads 2]
+                                 [--rounds 6] [-o FILE.md]
+
+`w2vbert benchmark` divides each model's FLOP rate by matmul peaks measured once, before the
+grid. On a shared host those peaks move by 20-40% from one minute to the next, so here every
+round measures them (benchmarks.peaks) immediately before one profiled call of the variant and
+reports, against that round's peak:
+
+* model: the whole call's FLOP rate (benchmarks.flops);
+* ceiling: the matmul nodes' own rate (their FLOPs over their kernel time), what the model
+  would reach if everything else took no time and the attention core ran as fast as they do;
+* budget: the ms left at the bar for everything but the matmul nodes (the attention core
+  included), next to the ms that takes now.
+
+Medians over the rounds are what to read; single rounds show the host's noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from benchmarks.op_profile import MATMUL_OPS, profiled_session
+
+ATTENTION_OPS = frozenset({"MultiHeadAttention", "Attention"})
+BARS = {"fp32": 92.0, "int8": 90.0}  # % of the measured roof the project asks of ours at 10 s, batch 1
+
+
+def measure(artifact: Path, precision: str, seconds: float, threads: int, rounds: int, peaks=None) -> dict:
+    from benchmarks.flops import attention_core_flops, model_flops
+    from benchmarks.peaks import measure_peaks
+
+    peaks = peaks or measure_peaks
+    roof_key = "int8" if precision.startswith("int") else "fp32"
+    with tempfile.TemporaryDirectory(prefix="w2vbert-ceiling-") as work:
+        session, feeds, facts = profiled_session(artifact, precision, seconds, threads, Path(work))
+        session.run(None, feeds)  # dropped: the profiled session's own first call
+        roofs = []
+        for index in range(rounds):
+            roofs.append(peaks(threads)[roof_key])
+            session.run(None, feeds)
+            print(f"ceiling: {precision} round {index + 1}/{rounds}", flush=True)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    calls = split_calls(events)[1:]
+    flops = model_flops(facts["config"], facts["head"], facts["frames"])
+    core = attention_core_flops(facts["config"], facts["frames"])
+    rows = []
+    for roof, call in zip(roofs, calls):
+        # the attention core's FLOPs are in the matmul nodes' count only where no attention node holds them
+        matmul_flops = flops - (core if call["attention_ms"] else 0)
+        budget = flops / (BARS[roof_key] / 100 * roof * 1e9) * 1e3 - call["matmul_ms"]
+        rows.append({"roof": roof, "run_ms": call["run_ms"], "matmul_ms": call["matmul_ms"],
+                     "model_pct": 100 * flops / (call["run_ms"] / 1e3) / (roof * 1e9),
+                     "ceiling_pct": 100 * matmul_flops / (call["matmul_ms"] / 1e3) / (roof * 1e9),
+                     "other_ms": call["run_ms"] - call["matmul_ms"], "attention_ms": call["attention_ms"],
+                     "budget_ms": budget})
+    medians = {key: statistics.median(r[key] for r in rows) for key in rows[0]} if rows else {}
+    return {**{k: v for k, v in facts.items() if k != "config"}, "rounds": rows, "median": medians,
+            "bar": BARS[roof_key], "roof_key": roof_key, "gflop": flops / 1e9}
+
+
+def split_calls(events: list[dict]) -> list[dict]:
+    """Per model_run event of an onnxruntime profile: its wall ms, the matmul nodes' kernel ms and the
+    attention nodes' kernel ms (node events belong to the run whose span holds them)."""
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+    calls = [{"start": r["ts"], "end": r["ts"] + r["dur"], "run_ms": r["dur"] / 1e3, "matmul_ms": 0.0,
+              "attention_ms": 0.0} for r in runs]
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        op = e.get("args", {}).get("op_name", "?")
+        call = next((c for c in calls if c["start"] <= e["ts"] <= c["end"]), None)
+        if call is None:
+            continue
+        if op in MATMUL_OPS:
+            call["matmul_ms"] += e["dur"] / 1e3
+        elif op in ATTENTION_OPS:
+            call["attention_ms"] += e["dur"] / 1e3
+    return [{k: v for k, v in c.items() if k not in ("start", "end")} for c in calls]
+
+
+def markdown(result: dict, machine: str) -> str:
+    unit = "GOP/s" if result["roof_key"] == "int8" else "GFLOP/s"
+    med = result["median"]
+    lines = [f"## {result['precision']} (`{result['file']}`), {result['seconds']:g} s ({result['frames']} frames), "
+             f"batch 1, {result['threads']} threads, {result['gflop']:.3g} GFLOP per call", "",
+             f"Machine: {machine}. Bar: {result['bar']:g}% of the {result['roof_key']} roof.", "",
+             f"| round | roof {unit} | run ms | matmul ms | model % of roof | ceiling % | other ms | "
+             f"of which attention | budget ms at the bar |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(result["rounds"] + ([med] if med else []), 1):
+        label = "median" if med and i == len(result["rounds"]) + 1 else str(i)
+        lines.append(f"| {label} | {r['roof']:.0f} | {r['run_ms']:.1f} | {r['matmul_ms']:.1f} | {r['model_pct']:.1f}% | "
+                     f"{r['ceiling_pct']:.1f}% | {r['other_ms']:.1f} | {r['attention_ms']:.1f} | {r['budget_ms']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from exporter.machine import describe, machine
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--precision", default="fp32,int8")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("-o", "--out", type=Path)
+    args = parser.parse_args()
+    text = ""
+    for precision in args.precision.split(","):
+        result = measure(args.artifact, precision, args.seconds, args.threads, args.rounds)
+        text += markdown(result, describe(machine())) + "\n"
+        if args.out:
+            args.out.with_suffix(f".{precision}.json").write_text(json.dumps(result, indent=1))
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
