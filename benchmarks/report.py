@@ -92,13 +92,21 @@ def _machine_line(machine: dict) -> str:
     return describe(machine) if "int8_kernel" in machine else f"{machine['cpu']}, {machine['cores']} cores"
 
 
+def _peaks_after(data: dict) -> str:
+    after = data.get("peaks_after")
+    if not after:
+        return ""
+    return (f"; after the grid fp32 {after['fp32']:.0f}, int8 {after['int8']:.0f}: \"% of peak\" divides by the "
+            "first and moves with it (`python -m benchmarks.ceiling` measures the roof before every call)")
+
+
 def write_markdown(data: dict, path: Path, command: str) -> None:
     machine, peaks = data["machine"], data["peaks"]
     lines = [f"# Benchmark: {data['model']['label']}", "",
              f"Command: `{command}`", "",
              f"Machine: {_machine_line(machine)}; {data['grid']['threads']} threads. "
              f"Measured peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, int8 {peaks['int8']:.0f} GOP/s "
-             "(2048^3 matmul, see results.json).",
+             f"(2048^3 matmul, see results.json){_peaks_after(data)}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", "",
              f"Grid: durations {data['grid']['durations']} s, batches {data['grid']['batches']}, "
              f"{data['grid']['warmup']} warm-up + {data['grid']['repeats']} interleaved runs per case; "

@@ -96,7 +96,10 @@ def test_quick_benchmark_end_to_end_writes_schema(tmp_path, spin, monkeypatch):
     for fact in saved["backends"].values():
         assert fact["peak_rss_bytes"] > 10e6 and fact["load_seconds"] > 0
     assert saved["peaks"]["fp32"] > 0 and saved["peaks"]["int8"] > 0
-    assert (tmp_path / "out" / "results.md").read_text().count("| ours fp32") == 1
+    assert saved["peaks_after"]["fp32"] > 0 and saved["peaks_after"]["int8"] > 0
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert text.count("| ours fp32") == 1
+    assert f"after the grid fp32 {saved['peaks_after']['fp32']:.0f}, int8 {saved['peaks_after']['int8']:.0f}" in text
     assert saved["grid"]["spin"] is spin and all(f["spec"]["spin"] is spin for f in saved["backends"].values())
     assert ("spin-wait as each library does" in (tmp_path / "out" / "results.md").read_text()) is spin
     assert (tmp_path / "out" / "latency_batch1.png").stat().st_size > 10_000
