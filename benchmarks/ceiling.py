@@ -19,14 +19,17 @@ Medians over the rounds are what to read; single rounds show the host's noise.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.op_profile import MATMUL_OPS, profiled_session
+from benchmarks.op_profile import (
+    MATMUL_OPS,
+    profiled_session,
+    study_arguments,
+    write_study,
+)
 
 ATTENTION_OPS = frozenset({"MultiHeadAttention", "Attention"})
 BARS = {"fp32": 92.0, "int8": 90.0}  # % of the measured roof the project asks of ours at 10 s, batch 1
@@ -102,25 +105,9 @@ def markdown(result: dict, machine: str) -> str:
 
 
 def main() -> None:
-    from exporter.machine import describe, machine
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("artifact", type=Path)
-    parser.add_argument("--precision", default="fp32,int8")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("-o", "--out", type=Path)
-    args = parser.parse_args()
-    text = ""
-    for precision in args.precision.split(","):
-        result = measure(args.artifact, precision, args.seconds, args.threads, args.rounds)
-        text += markdown(result, describe(machine())) + "\n"
-        if args.out:
-            args.out.with_suffix(f".{precision}.json").write_text(json.dumps(result, indent=1))
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    args = study_arguments(__doc__, "fp32,int8", "rounds", 6)
+    write_study(args, lambda precision: measure(args.artifact, precision, args.seconds, args.threads, args.rounds),
+                markdown, json_per_precision=True)
 
 
 if __name__ == "__main__":

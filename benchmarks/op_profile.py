@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -123,24 +124,42 @@ def markdown(result: dict, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    from exporter.machine import describe, machine
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def study_arguments(doc: str, precision: str, count: str, times: int) -> argparse.Namespace:
+    """The command line this module and benchmarks.ceiling share: ARTIFACT, precisions, seconds, threads,
+    how many calls (`count`), -o."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("artifact", type=Path)
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default=precision)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(f"--{count}", type=int, default=times)
     parser.add_argument("-o", "--out", type=Path)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def write_study(args: argparse.Namespace, study, render, json_per_precision: bool = False) -> None:
+    """Run `study(precision)` for each --precision, print the rendered results and write them to -o."""
+    from exporter.machine import describe, machine
+    from runtime.errors import W2VBertError
+
     text = ""
     for precision in args.precision.split(","):
-        result = profile(args.artifact, precision, args.seconds, args.threads, args.runs)
-        text += markdown(result, describe(machine())) + "\n"
+        try:
+            result = study(precision)
+        except W2VBertError as exc:  # a wrong artifact or precision: its message, not a traceback
+            raise SystemExit(f"{Path(sys.argv[0]).stem}: {exc}") from exc
+        text += render(result, describe(machine())) + "\n"
+        if json_per_precision and args.out:
+            args.out.with_suffix(f".{precision}.json").write_text(json.dumps(result, indent=1))
     print(text)
     if args.out:
         args.out.write_text(text)
+
+
+def main() -> None:
+    args = study_arguments(__doc__, "fp32", "runs", 3)
+    write_study(args, lambda precision: profile(args.artifact, precision, args.seconds, args.threads, args.runs),
+                markdown)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,20 @@ def test_ceiling_reads_each_call_against_its_own_rounds_roof(tmp_path):
     assert "| median | 60 |" in text and "ceiling %" in text
 
 
+def test_a_study_on_a_missing_variant_exits_with_the_artifacts_message(tmp_path):
+    import argparse
+
+    from benchmarks.ceiling import markdown, measure
+    from benchmarks.op_profile import write_study
+    from exporter.export import export
+
+    artifact = export(None, tmp_path / "digits")
+    args = argparse.Namespace(precision="int8", out=tmp_path / "ceiling.md")
+    with pytest.raises(SystemExit, match="has no 'int8' variant; it has: fp32"):
+        write_study(args, lambda precision: measure(artifact, precision, 1.0, 1, 1), markdown)
+    assert not (tmp_path / "ceiling.md").exists()
+
+
 def test_attention_core_flops_counts_every_layer_and_adapter_layer():
     from benchmarks.flops import adapter_lengths, attention_core_flops
 
