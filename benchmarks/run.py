@@ -18,6 +18,7 @@ from .backends import file_size, materialize, plan_backends
 from .peers import STANDARD_GRAPHS, plan_peers, prepare_ctranslate2
 from .harness import Grid, run_grid
 from .peaks import measure_peaks
+from .workdir import claim
 
 log = logging.getLogger("w2vbert")
 SCHEMA = "w2vbert-deploy/benchmark"
@@ -86,10 +87,12 @@ def gate_args(gates: dict) -> list[str]:
 def benchmark(source: str | None, out_dir: Path, grid: Grid, work_dir: Path | None = None,
               progress=None, command: str = "w2vbert benchmark", precisions=("fp32",), quant=None,
               only: tuple[str, ...] = ()) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
     options = (progress, command, precisions, quant, only)
-    if work_dir is not None:  # kept: exports are reused across runs
+    if work_dir is not None:  # kept: exports are reused across runs of the same source
+        claim(Path(work_dir), source)  # before anything is written anywhere
+        out_dir.mkdir(parents=True, exist_ok=True)
         return _benchmark(source, out_dir, grid, Path(work_dir), *options)
+    out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="w2vbert-bench-") as work:  # nothing left in the temp folder
         return _benchmark(source, out_dir, grid, Path(work), *options)
 

@@ -241,3 +241,39 @@ def test_gate_overrides_reach_the_standard_graph_export_unchanged():
 
     given = ["min_cosine=0", "int8-qdq.max_scaled_error=100", "max_cer=0.125"]
     assert parse_overrides(gate_args(parse_overrides(given))[1::2]) == parse_overrides(given)
+
+
+def test_a_work_dir_serves_only_the_source_it_was_made_from(tmp_path):
+    from benchmarks.run import benchmark
+    from benchmarks.workdir import STAMP, claim
+    from runtime.errors import InputError
+
+    work = tmp_path / "work"
+    claim(work, "tiny")
+    claim(work, "tiny")  # the same source again: its files are reused
+    (work / "artifact").mkdir()
+    with pytest.raises(InputError, match=r"holds the exports of preset 'tiny', not of preset 'w2v-bert-2\.0'"):
+        claim(work, "w2v-bert-2.0")
+    grid = Grid(durations=(1.0,), batches=(1,), threads=1, warmup=0, repeats=1)
+    with pytest.raises(InputError, match="not of preset 'w2v-bert-2.0'"):  # refused before anything is built
+        benchmark("w2v-bert-2.0", tmp_path / "out", grid, work_dir=work)
+    assert sorted(p.name for p in work.iterdir()) == ["artifact", STAMP]  # nothing removed, nothing added
+    assert not (tmp_path / "out").exists()
+
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps(preset_config("tiny").to_dict()))
+    claim(tmp_path / "w2", str(checkpoint))
+    (checkpoint / "config.json").write_text(json.dumps({**preset_config("tiny").to_dict(), "num_hidden_layers": 3}))
+    with pytest.raises(InputError, match="as it was before its files changed"):
+        claim(tmp_path / "w2", str(checkpoint))
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="is not empty and has no source.json"):
+        claim(busy, "tiny")
+    (busy / STAMP).write_text("{not json")
+    with pytest.raises(InputError, match="unreadable"):
+        claim(busy, "tiny")
+    assert (busy / "notes.txt").read_text() == "mine"
