@@ -4,10 +4,11 @@
   today (the plain ``torch.onnx.export``) and on our standard-op graphs (``--target tensorrt``
   fp32 and int8-qdq: no onnxruntime-only operators, so nothing is lost in translation).
 * CTranslate2 has a native Wav2Vec2-BERT encoder. Its converter (``ct2-transformers-converter``)
-  takes only a ``Wav2Vec2BertForCTC`` checkpoint with a tokenizer, so it is given a CTC twin of the
-  benchmarked checkpoint (same encoder weights, a 32-token head, ``return_hidden`` so it answers
-  the hidden states the other backends answer). When the converter or the engine fails, the row
-  says why (benchmarks.run reports it among the skipped backends with the error).
+  takes only a ``Wav2Vec2BertForCTC`` checkpoint with a tokenizer (and its engine needs an adapter
+  layer), so a CTC checkpoint is converted as it is (logits compared) and any other head's encoder
+  under a 32-token CTC head with ``return_hidden`` (hidden states compared). When the converter or
+  the engine fails, the row says why (benchmarks.run reports it among the skipped backends with the
+  error).
 
 Both are in the ``bench`` extra; without them their rows are skipped with the reason.
 """
@@ -25,6 +26,7 @@ import numpy as np
 
 log = logging.getLogger("w2vbert")
 CT2_TYPES = ("float32", "int8")
+PEER_DISTRIBUTIONS = ("openvino", "ctranslate2")  # their versions go into the benchmark's record
 STANDARD_GRAPHS = "artifact-tensorrt"  # under the work dir: our --target tensorrt export, for OpenVINO
 
 
@@ -83,24 +85,32 @@ def _last_line(text: str) -> str:
 
 
 def ctc_twin(checkpoint: str, out: str) -> None:
-    """The checkpoint's encoder under a Wav2Vec2BertForCTC head, with a vocabulary (what the converter reads)."""
+    """What the converter reads: a CTC checkpoint as it is (CTranslate2 then answers its logits, as
+    every other backend does), or another head's encoder under a Wav2Vec2BertForCTC head with
+    `return_hidden` (CTranslate2 then answers the hidden states, as the others do); with a vocabulary."""
     import shutil
 
     import transformers
 
+    from exporter.model.config import W2VBertConfig
+
     source = Path(checkpoint)
-    if (source / "vocab.json").is_file():  # a CTC checkpoint: its own head and vocabulary
-        model = transformers.Wav2Vec2BertForCTC.from_pretrained(checkpoint)
-    else:
-        model = transformers.Wav2Vec2BertForCTC.from_pretrained(checkpoint, vocab_size=32)
-    model.config.return_hidden = True  # CTranslate2 then answers the encoder's hidden states
+    config = W2VBertConfig.from_json_file(source / "config.json")
+    ctc = config.default_head == "CTC"
+    model = transformers.Wav2Vec2BertForCTC.from_pretrained(checkpoint, **({} if ctc else {"vocab_size": 32}))
+    model.config.return_hidden = not ctc
     model.save_pretrained(out)
     if (source / "vocab.json").is_file():
         shutil.copy(source / "vocab.json", Path(out, "vocab.json"))
     else:
-        vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 31,
-                 **{chr(97 + i): 5 + i for i in range(26)}}
-        Path(out, "vocab.json").write_text(json.dumps(vocab))
+        Path(out, "vocab.json").write_text(json.dumps(character_vocabulary(model.config.vocab_size)))
+
+
+def character_vocabulary(size: int) -> dict[str, int]:
+    """A character CTC vocabulary of exactly `size` tokens (the converter checks it against the head)."""
+    tokens = ["<pad>", "<s>", "</s>", "<unk>", "|", "'", *(chr(97 + i) for i in range(26))]
+    tokens += [f"<extra_{i}>" for i in range(size - len(tokens))]
+    return {token: index for index, token in enumerate(tokens[:size])}
 
 
 def build_openvino(spec: dict, threads: int):

@@ -4,6 +4,9 @@
 * ``w2v-bert-2.0``: the published 600M encoder's architecture (24 layers, hidden
   1024, 16 heads, FFN 4096, relative_key 64/8, depthwise kernel 31), for speed
   and memory studies. Weights are random: never read accuracy off this preset.
+* ``w2v-bert-2.0-ctc``: that encoder as the published CTC fine-tunes of it are built
+  (one adapter layer, kernel 3, stride 2, then a CTC head): what ASR deployments run,
+  and the only layout CTranslate2's converter takes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ PRESETS: dict[str, dict] = {
         architectures=["Wav2Vec2BertModel"],
     ),
 }
+PRESETS["w2v-bert-2.0-ctc"] = dict(PRESETS["w2v-bert-2.0"], add_adapter=True, num_adapter_layers=1,
+                                   adapter_kernel_size=3, adapter_stride=2, architectures=["Wav2Vec2BertForCTC"])
 PRESET_SEED = 0
 # Head defaults so a preset can be asked for any head (vocab of a character CTC model, etc.).
 HEAD_DEFAULTS = dict(vocab_size=32, num_labels=4, tdnn_dim=[64, 64, 128], tdnn_kernel=[5, 3, 1],

@@ -97,6 +97,8 @@ def test_quick_benchmark_end_to_end_writes_schema(tmp_path, spin, monkeypatch):
         assert fact["peak_rss_bytes"] > 10e6 and fact["load_seconds"] > 0
     assert saved["peaks"]["fp32"] > 0 and saved["peaks"]["int8"] > 0
     assert saved["peaks_after"]["fp32"] > 0 and saved["peaks_after"]["int8"] > 0
+    for peer in ("openvino", "ctranslate2"):  # the peers' versions are recorded where they are installed
+        assert (peer in saved["versions"]) is (importlib.util.find_spec(peer) is not None)
     text = (tmp_path / "out" / "results.md").read_text()
     assert text.count("| ours fp32") == 1
     assert f"after the grid fp32 {saved['peaks_after']['fp32']:.0f}, int8 {saved['peaks_after']['int8']:.0f}" in text
@@ -277,3 +279,30 @@ def test_a_work_dir_serves_only_the_source_it_was_made_from(tmp_path):
     with pytest.raises(InputError, match="unreadable"):
         claim(busy, "tiny")
     assert (busy / "notes.txt").read_text() == "mine"
+
+
+def test_ctranslate2_twin_keeps_a_ctc_head_and_wraps_any_other(tmp_path):
+    """The converter reads a CTC checkpoint; a CTC source keeps its head (logits compared with the
+    others'), an encoder-only source gets a 32-token head and return_hidden (hidden states compared)."""
+    import shutil
+
+    pytest.importorskip("transformers")
+    from benchmarks.backends import materialize
+    from benchmarks.peers import character_vocabulary, ctc_twin
+
+    encoder = tmp_path / "tiny"
+    materialize("tiny", encoder)
+    ctc = tmp_path / "tiny-ctc"  # the same encoder under a 40-token CTC head, no vocab.json
+    ctc.mkdir()
+    shutil.copy(encoder / "model.safetensors", ctc / "model.safetensors")
+    config = json.loads((encoder / "config.json").read_text())
+    (ctc / "config.json").write_text(json.dumps({**config, "architectures": ["Wav2Vec2BertForCTC"], "vocab_size": 40}))
+    for source, is_ctc in ((encoder, False), (ctc, True)):
+        twin = tmp_path / f"{source.name}-twin"
+        ctc_twin(str(source), str(twin))
+        written = json.loads((twin / "config.json").read_text())
+        vocab = json.loads((twin / "vocab.json").read_text())
+        assert written["return_hidden"] is (not is_ctc)
+        assert written["vocab_size"] == len(vocab) == (40 if is_ctc else 32)
+    assert sorted(character_vocabulary(40).values()) == list(range(40))
+    assert list(character_vocabulary(4)) == ["<pad>", "<s>", "</s>", "<unk>"]

@@ -126,3 +126,14 @@ def test_tiny_preset_builds_every_head_deterministically(head):
 def test_unknown_head():
     with pytest.raises(ConfigError, match="unknown head 'Foo'"):
         load_model("tiny", head="Foo")
+
+
+def test_ctc_preset_is_the_600m_encoder_with_the_published_fine_tunes_adapter_and_head():
+    from exporter.model.presets import preset_config
+
+    base, ctc = preset_config("w2v-bert-2.0").to_dict(), preset_config("w2v-bert-2.0-ctc").to_dict()
+    changed = {k for k in ctc if ctc[k] != base.get(k)}
+    assert changed == {"add_adapter", "architectures"}  # adapter layers, kernel and stride are the defaults
+    assert (ctc["add_adapter"], ctc["num_adapter_layers"], ctc["adapter_kernel_size"], ctc["adapter_stride"],
+            ctc["output_hidden_size"]) == (True, 1, 3, 2, 1024)
+    assert preset_config("w2v-bert-2.0-ctc").default_head == "CTC"
