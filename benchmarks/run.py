@@ -15,7 +15,7 @@ from runtime.manifest import MANIFEST_NAME, load_manifest
 
 from . import report
 from .backends import file_size, materialize, plan_backends
-from .peers import STANDARD_GRAPHS, plan_peers, prepare_ctranslate2
+from .peers import PEER_DISTRIBUTIONS, STANDARD_GRAPHS, plan_peers, prepare_ctranslate2
 from .harness import Grid, run_grid
 from .peaks import measure_peaks
 from .workdir import claim
@@ -156,7 +156,7 @@ def _benchmark(source, out_dir: Path, grid: Grid, work: Path, progress, command:
         "schema": SCHEMA, "schema_version": 1,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {**machine(), "python": platform.python_version()},
-        "versions": tool_versions(), "peaks": peaks, "peaks_after": peaks_after,
+        "versions": tool_versions(PEER_DISTRIBUTIONS), "peaks": peaks, "peaks_after": peaks_after,
         "grid": {"durations": list(grid.durations), "batches": list(grid.batches), "threads": grid.threads,
                  "warmup": grid.warmup, "repeats": grid.repeats, "spin": grid.spin},
         "model": {"head": manifest.head, "source": manifest.data.get("source"),

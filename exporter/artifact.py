@@ -58,9 +58,10 @@ def io_spec(config: W2VBertConfig, head: str) -> tuple[list[dict], list[dict]]:
     return inputs, outputs
 
 
-def tool_versions() -> dict[str, str]:
+def tool_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Installed versions of the tools an artifact (or a benchmark, with its `extra` peers) was made with."""
     versions = {}
-    for dist in ("w2vbert-deploy", "torch", "onnx", "onnxruntime", "onnxsim", "transformers"):
+    for dist in ("w2vbert-deploy", "torch", "onnx", "onnxruntime", "onnxsim", "transformers", *extra):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
