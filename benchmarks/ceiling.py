@@ -26,6 +26,8 @@ from pathlib import Path
 
 from benchmarks.op_profile import (
     MATMUL_OPS,
+    kernel_events,
+    model_runs,
     profiled_session,
     study_arguments,
     write_study,
@@ -71,21 +73,16 @@ def measure(artifact: Path, precision: str, seconds: float, threads: int, rounds
 def split_calls(events: list[dict]) -> list[dict]:
     """Per model_run event of an onnxruntime profile: its wall ms, the matmul nodes' kernel ms and the
     attention nodes' kernel ms (node events belong to the run whose span holds them)."""
-    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
-                  key=lambda e: e["ts"])
     calls = [{"start": r["ts"], "end": r["ts"] + r["dur"], "run_ms": r["dur"] / 1e3, "matmul_ms": 0.0,
-              "attention_ms": 0.0} for r in runs]
-    for e in events:
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
-            continue
-        op = e.get("args", {}).get("op_name", "?")
-        call = next((c for c in calls if c["start"] <= e["ts"] <= c["end"]), None)
+              "attention_ms": 0.0} for r in model_runs(events)]
+    for op, _, start, duration in kernel_events(events):
+        call = next((c for c in calls if c["start"] <= start <= c["end"]), None)
         if call is None:
             continue
         if op in MATMUL_OPS:
-            call["matmul_ms"] += e["dur"] / 1e3
+            call["matmul_ms"] += duration / 1e3
         elif op in ATTENTION_OPS:
-            call["attention_ms"] += e["dur"] / 1e3
+            call["attention_ms"] += duration / 1e3
     return [{k: v for k, v in c.items() if k not in ("start", "end")} for c in calls]
 
 

@@ -67,21 +67,36 @@ def profiled_session(artifact: Path, precision: str, seconds: float, threads: in
     return session, feeds, facts
 
 
+KERNEL_SUFFIX = "_kernel_time"  # onnxruntime names a node's kernel event "<node>_kernel_time"
+
+
+def model_runs(events: list[dict]) -> list[dict]:
+    """The profile's Session.run events, in time order."""
+    return sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+
+
+def kernel_events(events: list[dict]):
+    """(op type, node name, start us, duration us) of every node kernel in an onnxruntime profile."""
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith(KERNEL_SUFFIX):
+            yield e.get("args", {}).get("op_name", "?"), e["name"][:-len(KERNEL_SUFFIX)], e["ts"], e["dur"]
+
+
 def summarize(events: list[dict], calls: int, facts: dict) -> dict:
     """Kernel time per op type, per call, from onnxruntime profile events (the first call dropped)."""
-    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    runs = model_runs(events)
     first_end = runs[0]["ts"] + runs[0]["dur"] if runs else 0
     per_op = defaultdict(lambda: {"us": 0.0, "nodes": set()})
     per_role = defaultdict(lambda: {"us": 0.0, "nodes": set()})
-    for e in events:
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < first_end:
+    for op, node, start, duration in kernel_events(events):
+        if start < first_end:
             continue
-        op, node = e.get("args", {}).get("op_name", "?"), e["name"][:-len("_kernel_time")]
-        per_op[op]["us"] += e["dur"]
+        per_op[op]["us"] += duration
         per_op[op]["nodes"].add(node)
         if op not in MATMUL_OPS:  # what graph changes could remove, located
             role = per_role[(op, role_of(node))]
-            role["us"] += e["dur"]
+            role["us"] += duration
             role["nodes"].add(node)
     timed = max(calls - 1, 1)
     total = sum(v["us"] for v in per_op.values())
