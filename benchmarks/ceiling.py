@@ -94,8 +94,8 @@ def markdown(result: dict, machine: str) -> str:
              f"Machine: {machine}. Bar: {result['bar']:g}% of the {result['roof_key']} roof.", "",
              f"| round | roof {unit} | run ms | matmul ms | model % of roof | ceiling % | other ms | "
              f"of which attention | budget ms at the bar |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for i, r in enumerate(result["rounds"] + ([med] if med else []), 1):
-        label = "median" if med and i == len(result["rounds"]) + 1 else str(i)
+    labelled = [(str(i), r) for i, r in enumerate(result["rounds"], 1)] + ([("median", med)] if med else [])
+    for label, r in labelled:
         lines.append(f"| {label} | {r['roof']:.0f} | {r['run_ms']:.1f} | {r['matmul_ms']:.1f} | {r['model_pct']:.1f}% | "
                      f"{r['ceiling_pct']:.1f}% | {r['other_ms']:.1f} | {r['attention_ms']:.1f} | {r['budget_ms']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -157,13 +157,13 @@ def write_study(args: argparse.Namespace, study, render, json_per_precision: boo
     from exporter.machine import describe, machine
     from runtime.errors import W2VBertError
 
-    text = ""
+    text, here = "", describe(machine())
     for precision in args.precision.split(","):
         try:
             result = study(precision)
         except W2VBertError as exc:  # a wrong artifact or precision: its message, not a traceback
             raise SystemExit(f"{Path(sys.argv[0]).stem}: {exc}") from exc
-        text += render(result, describe(machine())) + "\n"
+        text += render(result, here) + "\n"
         if json_per_precision and args.out:
             args.out.with_suffix(f".{precision}.json").write_text(json.dumps(result, indent=1))
     print(text)
