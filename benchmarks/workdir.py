@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from runtime.errors import InputError
-from runtime.manifest import MANIFEST_NAME
+from runtime.manifest import MANIFEST_NAME, load_manifest
 
 STAMP = "source.json"
 
@@ -23,8 +23,7 @@ def source_identity(source: str | None) -> dict:
     from exporter.model.sources import resolve_source
 
     if source is not None and (Path(source) / MANIFEST_NAME).is_file():
-        manifest = json.loads((Path(source) / MANIFEST_NAME).read_text())
-        return {"artifact": str(Path(source).resolve()), "created": manifest.get("created")}
+        return {"artifact": str(Path(source).resolve()), "created": load_manifest(source).data.get("created")}
     resolved = resolve_source(source)
     if resolved.kind == "preset":
         return {"preset": resolved.name}
