@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, W2VBertError
+from .errors import DependencyError, InputError, W2VBertError
 
 log = logging.getLogger("w2vbert")
 
 RATES = (1000, 384000)  # sampling rates accepted for resampling, Hz
+PREFIX_VARIABLE = "W2VBERT_SERVER_PREFIX"  # set by `w2vbert serve` (exporter.targets.triton_server)
 
 
 def _pb():
@@ -40,6 +43,7 @@ class TritonPythonModel:
     def initialize(self, args):
         from .session import Session
 
+        check_interpreter()
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.kind = params["kind"]
@@ -182,5 +186,18 @@ def _parse_all(pb, requests, parse) -> list:
     return parsed
 
 
+def check_interpreter() -> None:
+    """Under `w2vbert serve` the backend must run in the environment that started the server; another
+    one (the system Python, found first on PATH) would fail later with a misleading import error."""
+    wanted = os.environ.get(PREFIX_VARIABLE)
+    if wanted and os.path.realpath(wanted) != os.path.realpath(sys.prefix):
+        raise DependencyError(f"Triton's Python backend runs the Python at {sys.prefix}, but w2vbert serve was "
+                              f"started from {wanted}: its bin/ must come first on PATH")
+
+
 def _error(pb, exc: Exception):
+    """A request's error; the client's own mistakes (InputError) as INVALID_ARG: HTTP 400, gRPC
+    INVALID_ARGUMENT, as Triton answers a wrong datatype. Anything else stays INTERNAL (500)."""
+    if isinstance(exc, InputError):
+        return pb.InferenceResponse(error=pb.TritonError(str(exc), pb.TritonError.INVALID_ARG))
     return pb.InferenceResponse(error=pb.TritonError(str(exc)))

@@ -39,16 +39,18 @@ def serve(artifact, precision, provider, name, host, http_port, grpc_port, metri
     from runtime.errors import OptionError
 
     from ..targets.triton_python import ServeOptions, serving_repository
-    from ..targets.triton_server import Ports, TritonServer
+    from ..targets.triton_server import Ports, TritonServer, check_ports_free
 
     if len({http_port, grpc_port, metrics_port}) < 3:
         raise OptionError(f"--http-port, --grpc-port and --metrics-port must differ, got {http_port}, {grpc_port}, "
                           f"{metrics_port}")
+    ports = Ports(http_port, grpc_port, metrics_port, host)
     options = ServeOptions(precision, provider, threads, max_batch, max_queue_delay_ms, instances, max_audio_seconds)
     with tempfile.TemporaryDirectory(prefix="w2vbert-serve-") as work:
         work = Path(work)
         models = serving_repository(Path(artifact), work / "repository", name, options)
-        server = TritonServer(work / "repository", work, Ports(http_port, grpc_port, metrics_port, host))
+        server = TritonServer(work / "repository", work, ports)
+        check_ports_free(ports)
         click.echo("starting Triton Inference Server ...", err=True)
         server.start()
         click.echo(f"http     http://{host}:{http_port}   (v2 inference protocol)")

@@ -110,8 +110,9 @@ def serving_repository(artifact: Path, repo: Path, name: str | None, options: Se
     manifest = load_manifest(artifact)
     if options.precision not in manifest.data["variants"] or manifest.variant(options.precision).get("frontend"):
         have = [p for p, v in manifest.data["variants"].items() if not v.get("frontend")]
-        raise OptionError(f"--precision {options.precision!r}: {artifact} has no such features variant; it has "
-                          f"{', '.join(have)}")
+        raise OptionError(f"--precision {options.precision!r}: {artifact} has no {options.precision} variant to "
+                          f"serve; it has {', '.join(have)} (w2vbert export --precision "
+                          f"{','.join([*have, options.precision])} adds it)")
     name = name or f"w2vbert_{manifest.head.lower()}"
     limit = options.max_audio_seconds or default_max_audio_seconds(manifest.config)
     common = {"artifact": str(Path(artifact).resolve()), "precision": options.precision,

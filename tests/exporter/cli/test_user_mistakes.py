@@ -77,6 +77,25 @@ def _xvector_saves(tmp: Path, arts: dict, existing: bool) -> list[str]:
             "--out-dir", str(tmp / "emb")]
 
 
+HELD: list = []  # sockets the serve case keeps bound while its command runs
+
+
+def _busy_port() -> str:
+    import socket
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    HELD.append(held)
+    return str(held.getsockname()[1])
+
+
+def _free_port() -> str:
+    from exporter.targets.triton_server import free_ports
+
+    return str(free_ports(1)[0])
+
+
 CASES = [
     # --- data lost or silently wrong
     Case("force-into-a-user-dir", lambda t, a: (_file(t, "userdir/notes.txt"),
@@ -118,6 +137,10 @@ CASES = [
     Case("transcribe-threads-0", lambda t, a: ["transcribe", str(a["digits"]), str(SAMPLE), "--threads", "0"], 2,
          "0 is not in the range x>=1"),
     Case("inspect-missing-file", _missing_file, 5, "is missing model.fp32.cpu.onnx"),
+    Case("serve-a-precision-it-lacks", lambda t, a: ["serve", str(a["digits"]), "--precision", "int8"], 2,
+         "has no int8 variant to serve; it has fp32 (w2vbert export --precision fp32,int8 adds it)"),
+    Case("serve-on-a-port-in-use", lambda t, a: ["serve", str(a["digits"]), "--http-port", _busy_port(),
+         "--grpc-port", _free_port(), "--metrics-port", _free_port()], 2, "is not free (Address already in use)"),
     # --- output and habits
     Case("transcribe-a-directory", lambda t, a: ["transcribe", str(a["digits"]), str(t)], 2, "is a directory; pass audio files"),
     Case("transcribe-tiny-chunks", lambda t, a: ["transcribe", str(a["digits"]), str(SAMPLE), "--chunk-seconds", "0.1",

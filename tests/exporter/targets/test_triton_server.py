@@ -28,6 +28,7 @@ from exporter.targets.triton_python import ServeOptions, serving_repository  # n
 from exporter.targets.triton_server import Ports, TritonServer, free_ports  # noqa: E402
 from runtime import Session  # noqa: E402
 from runtime.audio import load_audio  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = sorted((BUNDLED / "samples").glob("*.wav"))
@@ -90,6 +91,9 @@ def test_http_and_grpc_transcripts_equal_the_session(served):
     try:
         assert [text(h.infer(audio, audio_inputs(http, w))) for w in waves] == expected
         assert [text(g.infer(audio, audio_inputs(grpc, w))) for w in waves] == expected
+        with pytest.raises(InferenceServerException) as caught:  # a bad request over gRPC: INVALID_ARGUMENT
+            g.infer(audio, audio_inputs(grpc, np.zeros(100, np.float32)))
+        assert caught.value.status() == "StatusCode.INVALID_ARGUMENT" and "at least 560" in str(caught.value)
         # 8 kHz audio is resampled by the model as the CLI does
         from runtime.audio import resample
 
@@ -174,9 +178,10 @@ def test_bad_request_gets_our_message_and_the_server_goes_on(served, kind, input
     server, _, (features, audio) = served
     client = http_client(server)
     try:
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(InferenceServerException) as caught:
             client.infer(audio if kind == "audio" else features, inputs())
         assert message in str(caught.value)
+        assert caught.value.status() == "400", caught.value.status()  # the client's mistake, not a server error
         assert client.is_server_ready() and client.is_model_ready(audio)
         assert text(client.infer(audio, audio_inputs(http, load_audio(SAMPLES[0])))) != ""  # and serves the next
     finally:
@@ -261,3 +266,58 @@ def test_exported_repository_audio_model_runs_in_the_stock_server(tmp_path):
             assert text(client.infer(model, audio_inputs(http, wave))) == Session(art).transcribe([wave])[0]
         finally:
             client.close()
+
+
+def test_serve_from_the_venv_by_path_without_activation_from_another_directory(served, tmp_path):
+    """How systemd, cron, pipx and Docker entrypoints run it: `<venv>/bin/w2vbert serve` with a PATH
+    that does not hold the venv, from a directory outside the repository."""
+    _, art, _ = served
+    command = Path(sys.executable).parent / "w2vbert"
+    assert command.is_file(), f"{command}: the package's console script, installed with the package"
+    ports = free_ports(3)
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8"}
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    proc = subprocess.Popen([str(command), "serve", str(art), "--http-port", str(ports[0]), "--grpc-port",
+                             str(ports[1]), "--metrics-port", str(ports[2])], cwd=outside, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        server = TritonServer(tmp_path, tmp_path, Ports(*ports))
+        server.process = proc
+        server.wait_ready(180)
+        client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}", network_timeout=60)
+        try:
+            wave = load_audio(SAMPLES[1])
+            assert text(client.infer("w2vbert_ctc_audio", audio_inputs(http, wave))) == Session(art).transcribe([wave])[0]
+            with pytest.raises(InferenceServerException) as caught:
+                client.infer("w2vbert_ctc_audio", audio_inputs(http, np.full(8000, np.nan, np.float32)))
+            assert caught.value.status() == "400" and "NaN or Inf" in str(caught.value)
+        finally:
+            client.close()
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert code == 0, proc.stderr.read()
+
+
+def test_a_failed_start_is_one_line_naming_the_cause(tmp_path):
+    """Triton prints its option table and NVML noise before the reason; the error names the reason."""
+    server = TritonServer(tmp_path, tmp_path)
+    server.log_path.write_text(
+        'W1204 18:35:07.1 6310 pinned_memory_manager.cc:273] "Unable to allocate pinned system memory"\n'
+        'E1204 18:35:07.2 6310 server.cc:241] "CudaDriverHelper has not been initialized."\n'
+        "+------------------+------+\n| exit_timeout     | 30   |\n+------------------+------+\n"
+        'E1204 18:35:07.725987 6310 main.cc:257] "failed to start HTTP service: Unavailable - Socket '
+        "'127.0.0.1:8000' already in use \"\n")
+    assert server.start_error() == "failed to start HTTP service: Unavailable - Socket '127.0.0.1:8000' already in use"
+    server.log_path.write_text(
+        'E1204 18:36:49.38 7440 model_lifecycle.cc:642] "failed to load \'m_audio\' version 1: Internal: '
+        "ModuleNotFoundError: No module named 'runtime'\\n\\nAt:\\n  /tmp/r/m_audio/1/model.py(2): <module>\"\n"
+        "error: creating server: Internal - failed to load all models\n")
+    assert server.start_error() == ("failed to load 'm_audio' version 1: Internal: ModuleNotFoundError: No module "
+                                    "named 'runtime'")
+    server.log_path.write_text("I1204 ready\nerror: creating server: Internal - failed to load all models\n")
+    assert server.start_error() == "error: creating server: Internal - failed to load all models"
