@@ -80,6 +80,9 @@ class Worker:
                                         env=worker_env(threads, spin),
                                         cwd=str(Path(__file__).resolve().parents[1]))
         self.ready = self._read()
+        facts = self.ready.get("facts") or {}
+        if facts.get("label"):  # the name says what the backend runs, as it reported after loading
+            self.spec["name"] = facts["label"]
 
     def _read(self) -> dict:
         line = self.process.stdout.readline()
@@ -183,7 +186,8 @@ def _timed(worker, times: dict, case: tuple, drop, spin: bool, record: bool = Tr
 
 
 def _facts(worker) -> dict:
-    return {"load_seconds": worker.ready["load_seconds"], "peak_rss_bytes": worker.close(), "spec": worker.spec}
+    return {"load_seconds": worker.ready["load_seconds"], "peak_rss_bytes": worker.close(), "spec": worker.spec,
+            **{k: v for k, v in (worker.ready.get("facts") or {}).items() if k != "label"}}
 
 
 PARITY_BASELINES = ("transformers eager", "reference eager")

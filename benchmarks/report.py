@@ -56,13 +56,22 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def print_table(data: dict) -> None:
+def print_table(data: dict, stream=None) -> None:
+    """A rich table on a terminal; the Markdown table elsewhere (a pipe or a file), which no terminal
+    width cuts short."""
+    import sys
+
+    stream = stream or sys.stdout
     rows = _rows(data)
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
-        print(markdown_table(rows))
+        Console = None
+    if Console is None or not stream.isatty():
+        print(markdown_table(rows), file=stream)
+        for name, reason in data["skipped"]:
+            print(f"skipped {name}: {reason}", file=stream)
         return
     table = Table(title=f"w2vbert benchmark: {data['model']['label']} ({data['grid']['threads']} threads)")
     for _, title, _ in COLUMNS:
@@ -70,7 +79,7 @@ def print_table(data: dict) -> None:
         table.add_column(title, justify="left" if text else "right", no_wrap=text)
     for row in rows:
         table.add_row(*[_cell(row, key, fmt) for key, _, fmt in COLUMNS])
-    console = Console(width=max(Console().width, 150))
+    console = Console(file=stream, width=max(Console(file=stream).width, 150))
     console.print(table)
     for name, reason in data["skipped"]:
         console.print(f"skipped {name}: {reason}")

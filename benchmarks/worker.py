@@ -2,7 +2,7 @@
 
     python -m benchmarks.worker '<backend spec JSON>' THREADS
 
-Protocol: after loading it prints {"ready": true, "load_seconds": ...}; then for
+Protocol: after loading it prints {"ready": true, "load_seconds": ..., "facts": {...}}; then for
 each {"batch": B, "frames": T, "feature_dim": F, "seed": S} it runs once and
 prints {"seconds": ...} (with "save": PATH it also saves its first output there, for
 parity); {"quit": true} answers {"peak_rss_bytes": ...}. Inputs
@@ -43,7 +43,8 @@ def main() -> None:
         return
     if "--prepare" in sys.argv[3:]:
         return  # a one-off run that only builds files (the plain export) before measuring
-    reply({"ready": True, "load_seconds": time.perf_counter() - started})
+    # a backend that reports what it really runs (OpenVINO's inference precision) is labelled with it
+    reply({"ready": True, "load_seconds": time.perf_counter() - started, "facts": getattr(run, "facts", {})})
     cache = {}
     for line in sys.stdin:
         command = json.loads(line)
