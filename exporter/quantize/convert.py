@@ -114,17 +114,22 @@ def quantize(src: Path, dst: Path, precision: str, *, exclude=(), calibration=No
 def _library_warnings():
     """onnxruntime's quantizers warn on the root logger ("Please consider to run pre-processing before
     quantization", up to 18 times per export: we quantize chosen weight MatMuls only, with shapes
-    known). Shown with -v (the w2vbert logger at DEBUG), otherwise kept back."""
-    root = logging.getLogger()
+    known), and its int4 quantizer calls logging.basicConfig(level=INFO) when imported, then logs a
+    line per MatMul on its own logger. Shown with -v (the w2vbert logger at DEBUG), otherwise kept
+    back; the root logger's handlers and level are put back as they were."""
     if log.isEnabledFor(logging.DEBUG):
         yield
         return
-    level = root.level
+    root, library = logging.getLogger(), logging.getLogger("onnxruntime")
+    saved = root.level, list(root.handlers), library.level
     root.setLevel(logging.ERROR)
+    library.setLevel(logging.ERROR)  # its modules' loggers (matmul_nbits_quantizer ...) inherit this
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        library.setLevel(saved[2])
 
 
 def _convert(src: Path, tmp: Path, precision: str, exclude, calibration, calibrator: str, int8_format) -> None:

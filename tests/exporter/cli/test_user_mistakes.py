@@ -247,13 +247,18 @@ def test_missing_extra_exits_8_with_the_pip_command(arts, tmp_path, blocked, arg
     assert not (tmp_path / "out").exists()
 
 
-def test_export_prints_only_our_own_lines(tmp_path):
-    """torch's C++ shape-inference warnings and onnxruntime's quantization advice stay out (fd level)."""
+@pytest.mark.parametrize("precisions", ["fp32,int8,int8-qdq", "int4", "fp16,int4"])
+def test_export_prints_only_our_own_lines(tmp_path, precisions):
+    """torch's C++ shape-inference warnings, onnxruntime's quantization advice and its int4 quantizer's
+    line per MatMul (it calls logging.basicConfig(level=INFO) on import) stay out."""
     done = subprocess.run([sys.executable, "-m", "exporter.cli", "export", "-o", str(tmp_path / "a"), "--precision",
-                           "fp32,int8,int8-qdq"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           precisions], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     foreign = [line for line in done.stderr.splitlines() if not line.startswith(("[w2vbert]", "  "))]
     assert foreign == []
+
+
+def test_verbose_export_shows_the_libraries_warnings(tmp_path):
     verbose = subprocess.run([sys.executable, "-m", "exporter.cli", "-v", "export", "-o", str(tmp_path / "b"),
                               "--precision", "fp32,int8"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "Please consider" in verbose.stderr  # -v shows the libraries' own warnings
