@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ class Manifest:
 
 
 def load_manifest(root: str | Path) -> Manifest:
-    root = Path(root)
+    # absolute once, here: files read later (tokenizer, engines) must not move with an os.chdir
+    root = Path(os.path.abspath(root))
     path = root / MANIFEST_NAME
     if not path.is_file():
         raise ArtifactError(f"no {MANIFEST_NAME} in {root}; expected a directory written by `w2vbert export`")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class Session:
                  threads: int | None = None, verify: bool = True, spin: bool = True,
                  cache_dir: str | Path | None = None, max_attention_bytes: int = 4 * 2 ** 30,
                  memory_arena: bool = True):
-        path = Path(path)
+        path = Path(os.path.abspath(path))  # a later os.chdir must not change what it reads
         self._engine = None
         self.max_attention_bytes = int(max_attention_bytes)
         _check_threads(threads)

@@ -97,3 +97,19 @@ def test_nan_weights_unverified_blame_the_artifact(digits, tmp_path):
         Session(art)  # verified: the damage is found on load
     with pytest.raises(ArtifactError, match="non-finite output .* the artifact may be damaged"):
         Session(art, verify=False).run(np.zeros((1, 20, 160), np.float32))
+
+
+def test_a_relative_artifact_path_survives_a_change_of_directory(digits, speech, monkeypatch):
+    """A Session, a pipeline and a Processor made from "artifact" keep working after os.chdir."""
+    from runtime import Processor, pipeline
+
+    monkeypatch.chdir(digits.parent)
+    session, asr = Session(digits.name), pipeline("automatic-speech-recognition", model=digits.name)
+    processor = Processor.from_pretrained(digits.name)
+    expected = Session(digits).transcribe([speech[0]])
+    monkeypatch.chdir(Path(__file__).parent)
+    assert session.transcribe([speech[0]]) == expected  # the tokenizer is read on the first call
+    assert asr(speech[0])["text"] == expected[0]
+    assert processor.batch_decode(np.array([[1, 2, 3]])) == Processor.from_pretrained(digits).batch_decode(
+        np.array([[1, 2, 3]]))
+    assert session.path.is_absolute() and session.manifest.root == digits
