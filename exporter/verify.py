@@ -17,7 +17,7 @@ from runtime.errors import ArtifactError, CheckpointError, GateError, InputError
 from runtime.manifest import CPU_FORM, load_manifest
 
 from .model.checkpoint import load_model
-from .parity.compare import OutputDiff, keep_worst
+from .parity.compare import OutputDiff
 from .parity.reference import PARITY_FRAMES, backend_parity, frontend_parity, onnx_parity
 from .parity.runners import ort_runner
 from .quantize.calibration import gate_data_record, held_out_batches
@@ -50,11 +50,13 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
     if precision != "fp32" and not variant.get("frontend"):
         return _gate(manifest, variant, precision, gate_data, gates)
     model = _reference(manifest, source)
-    worst: dict[str, OutputDiff] = {}
+    rows: list[OutputDiff] = []
     for form in (variant, variant.get(CPU_FORM)):  # the CPU form (if any) is what provider "cpu" loads
         if form is not None:
-            keep_worst(worst, _parity(manifest, model, variant, manifest.safe_path(form["file"]), precision, frames))
-    return list(worst.values())
+            for row in _parity(manifest, model, variant, manifest.safe_path(form["file"]), precision, frames):
+                row.form = form["file"]  # one line per file checked: a CPU form's error is its own
+                rows.append(row)
+    return rows
 
 
 def _gate(manifest, variant, precision: str, gate_data, overrides) -> list:

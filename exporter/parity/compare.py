@@ -72,6 +72,7 @@ class OutputDiff:
     shape_ok: bool = True
     finite: bool = True
     scaled: bool = False  # errors are relative to the reference's largest magnitude (SCALED precisions)
+    form: str = ""  # the file compared, where one check covers several (verify: a variant and its CPU form)
 
     @property
     def ok(self) -> bool:
@@ -79,10 +80,11 @@ class OutputDiff:
 
     def row(self) -> str:
         status = "ok" if self.ok else "FAIL"
+        where = f"{self.form:<24} " if self.form else ""
         if not self.shape_ok:
-            return f"{self.name:<20} shape mismatch {'':>34} {status}"
+            return f"{where}{self.name:<20} shape mismatch {'':>34} {status}"
         label = "max_abs/scale" if self.scaled else "max_abs"
-        return (f"{self.name:<20} {label}={self.max_abs:.3e} max_rel={self.max_rel:.3e} "
+        return (f"{where}{self.name:<20} {label}={self.max_abs:.3e} max_rel={self.max_rel:.3e} "
                 f"at {self.where} tol={self.tolerance:.0e} {status}")
 
 

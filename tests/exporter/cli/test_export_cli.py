@@ -151,6 +151,10 @@ def test_verify_and_inspect(tmp_path, hf_checkpoint):
     assert run_cli("export", path, "-o", out).exit_code == 0
     result = run_cli("verify", out)
     assert result.exit_code == 0 and "parity ok" in result.output
+    checked = [line.split()[:2] for line in result.output.splitlines() if " max_abs=" in line]
+    # both files verify compares have their own line (the CPU form is what provider "cpu" loads)
+    assert checked == [["model.fp32.onnx", "logits"], ["model.fp32.onnx", "embeddings"],
+                       ["model.fp32.cpu.onnx", "logits"], ["model.fp32.cpu.onnx", "embeddings"]], result.output
     result = run_cli("inspect", out)
     assert result.exit_code == 0 and "embeddings" in result.output and "XVector" in result.output
 
