@@ -5,8 +5,10 @@
 // site-packages hold w2vbert-deploy and onnxruntime):
 //   g++ -O2 -std=c++17 runtime/embed/w2vbert_host.cpp -o w2vbert_host
 //       $(python3-config --cflags --embed) $(python3-config --ldflags --embed)   (one line)
-// Run (PYTHONPATH must reach the package and its dependencies when they live in a venv):
-//   ./w2vbert_host ARTIFACT features FRAMES OUT.f32     # input_features [1, FRAMES, 160]
+// Run (W2VBERT_PYTHON names the interpreter whose environment to use, e.g. a venv's bin/python;
+// without it CPython takes the first python3 on PATH, and PYTHONPATH must reach the packages):
+//   W2VBERT_PYTHON=/path/venv/bin/python ./w2vbert_host ARTIFACT features FRAMES OUT.f32
+//                                                       # input_features [1, FRAMES, 160]
 //   ./w2vbert_host ARTIFACT waveform SAMPLES OUT.f32    # fp32-frontend variant, raw 16 kHz audio
 // The first output of the model is written to OUT.f32 as raw little-endian float32, and its
 // shape is printed on stdout. Inputs are a fixed deterministic pattern, so a test can rebuild
@@ -60,12 +62,25 @@ int main(int argc, char** argv) {
     const bool raw = mode == "waveform";
     std::vector<float> input = raw ? pattern(count, 0.3) : pattern(static_cast<size_t>(count) * 160, 1.5);
 
-    Py_Initialize();
+    // CPython finds its prefix (and a venv's pyvenv.cfg) from the program name: the named interpreter's
+    // environment, whatever PATH holds, as a service started by systemd or cron has a bare PATH.
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    if (const char* python = std::getenv("W2VBERT_PYTHON")) {
+        PyStatus named = PyConfig_SetBytesString(&config, &config.program_name, python);
+        if (PyStatus_Exception(named)) {
+            PyConfig_Clear(&config);
+            Py_ExitStatusException(named);
+        }
+    }
+    PyStatus started = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(started)) Py_ExitStatusException(started);
     int status = 1;
     {
         Ref np(PyImport_ImportModule("numpy"));
         Ref runtime(PyImport_ImportModule("runtime"));
-        if (!np || !runtime) return fail("cannot import numpy / runtime (is PYTHONPATH set?)");
+        if (!np || !runtime) return fail("cannot import numpy / runtime (set W2VBERT_PYTHON to the interpreter that has them)");
         // A zero-copy numpy view of the C++ buffer.
         Ref view(PyMemoryView_FromMemory(reinterpret_cast<char*>(input.data()),
                                          static_cast<Py_ssize_t>(input.size() * sizeof(float)), PyBUF_READ));

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import site
 import subprocess
 import sys
 import sysconfig
@@ -42,7 +41,8 @@ def pattern(n: int, scale: float) -> np.ndarray:
 def host(tmp_path_factory):
     config = python_config()
     if shutil.which("g++") is None or config is None:
-        pytest.skip("needs g++ and python3-config (apt-get install g++ python3-dev); .ci/run installs them")
+        pytest.skip(f"needs g++ and the python3-config of {sys.base_prefix} (a CPython build ships it; "
+                    "Debian's python3-dev has it for Debian's own Python); .ci/run installs g++")
     binary = tmp_path_factory.mktemp("host") / "w2vbert_host"
     flags = subprocess.run(f"{config} --cflags --embed; {config} --ldflags --embed", shell=True,
                            capture_output=True, text=True, check=True).stdout.split()
@@ -58,8 +58,9 @@ def artifact(tmp_path_factory):
 
 
 def run_host(host: Path, *args) -> subprocess.CompletedProcess:
-    paths = [str(ROOT), *site.getsitepackages()]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    """As a service runs it: a bare PATH, no PYTHONPATH; W2VBERT_PYTHON names this interpreter (a venv's
+    python sees the venv's site-packages, with the package installed in it)."""
+    env = {"PATH": "/usr/bin:/bin", "W2VBERT_PYTHON": sys.executable, "HOME": os.environ.get("HOME", "/")}
     return subprocess.run([str(host), *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
 
 
