@@ -72,4 +72,7 @@ def describe(info: dict | None = None) -> str:
     vector = "AVX-512" if vector == "AVX512F" else vector
     kind = "saturating int16 pair sums" if info["int8_saturates"] else "exact int32 sums"
     name = info["cpu"] + (f" (family {info['family']} model {info['model']})" if info.get("family") else "")
-    return f"{name}, {info['cores']} cores, {vector} (int8 kernel {info['int8_kernel']}, {kind})"
+    bf16 = [label for flag, label in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512_BF16")) if flag in info["isa"]]
+    # bf16 units decide what OpenVINO runs an fp32 graph in by default (bf16 there)
+    units = f", bf16 units ({' + '.join(bf16)})" if bf16 else ""
+    return f"{name}, {info['cores']} cores, {vector}{units} (int8 kernel {info['int8_kernel']}, {kind})"

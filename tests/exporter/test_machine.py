@@ -33,6 +33,15 @@ def test_this_machine_is_described():
     assert info["int8_kernel"] in describe(info) and info["cpu"] in describe(info)
 
 
+def test_bf16_units_are_named():
+    base = {"cpu": "X", "cores": 2, "int8_kernel": "AVX-512 VNNI", "int8_saturates": False}
+    assert describe({**base, "isa": AVX512_CORE + ["avx512_vnni"]}) == \
+        "X, 2 cores, AVX-512 (int8 kernel AVX-512 VNNI, exact int32 sums)"
+    assert describe({**base, "isa": AVX512_CORE + ["avx512_bf16"]}) == \
+        "X, 2 cores, AVX-512, bf16 units (AVX512_BF16) (int8 kernel AVX-512 VNNI, exact int32 sums)"
+    assert "bf16 units (AMX + AVX512_BF16)" in describe({**base, "isa": AVX512_CORE + ["avx512_bf16", "amx_bf16"]})
+
+
 def test_manifest_names_the_exporting_machine(tmp_path):
     from exporter.export import export
 
