@@ -188,6 +188,7 @@ def test_reads_preprocessor_config(tmp_path):
     (np.zeros(MIN_SAMPLES - 1, np.float32), f"at least {MIN_SAMPLES}"),
     (np.zeros(0, np.float32), "has 0 samples"),
     (np.full(4000, np.nan, np.float32), "NaN/Inf"),
+    (np.r_[np.zeros(4000), np.inf].astype(np.float32), "NaN/Inf"),  # in the tail no frame reaches
     (np.zeros(4000, np.int32), "dtype int32"),
     (np.zeros((2, 2, 2, 4000), np.float32), r"shape \(2, 2, 2, 4000\); expected \(samples,\) or a batch"),
     ([], "empty list"),

@@ -31,6 +31,8 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 FLOATS = st.sampled_from([np.float16, np.float32, np.float64])
 MASK_DTYPES = st.sampled_from([np.int64, np.int32, np.uint8, np.bool_])
 MIN_EXAMPLES = 40  # hypothesis may stop early on a small space, never this early
+DEFECT_EXAMPLES = 12
+DEFECT_SETTINGS = settings(SETTINGS, max_examples=DEFECT_EXAMPLES)
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +96,8 @@ INVALID_FEATURES = {
 
 
 @st.composite
-def invalid_features(draw):
-    """(defect, features, mask): a valid input with exactly one thing wrong."""
-    defect = draw(st.sampled_from(sorted(INVALID_FEATURES)))
+def invalid_features(draw, defect: str):
+    """(features, mask): a valid input with exactly the one thing wrong that `defect` names."""
     batch, frames = draw(st.integers(1, 3)), draw(st.integers(8, 40))
     x = np.asarray(draw(hnp.arrays(np.float32, (batch, frames, 160), elements=st.floats(-4, 4, width=32))))
     mask = np.ones((batch, frames), np.int64)
@@ -123,22 +124,23 @@ def invalid_features(draw):
         mask[draw(st.integers(0, batch - 1)), 0] = 0  # a gap at the start of a row
     elif defect == "too few real frames":
         mask[draw(st.integers(0, batch - 1)), :] = 0
-    return defect, x, mask
+    return x, mask
 
 
-def test_each_invalid_feature_input_gets_the_error_naming_its_defect(session):
+@pytest.mark.parametrize("defect", sorted(INVALID_FEATURES))
+def test_each_invalid_feature_input_gets_the_error_naming_its_defect(session, defect):
     seen = Counter()
 
-    @SETTINGS
-    @given(invalid_features())
+    @DEFECT_SETTINGS
+    @given(invalid_features(defect))
     def check(case):
-        defect, x, mask = case
-        with pytest.raises(InputError, match=INVALID_FEATURES[defect]):
+        x, mask = case
+        with pytest.raises(InputError, match=re.escape(INVALID_FEATURES[defect])):
             session.run(x, mask)
-        seen[defect] += 1
+        seen["refused"] += 1
 
     check()
-    assert set(seen) == set(INVALID_FEATURES), seen  # every defect was drawn and refused as it should be
+    assert seen["refused"] >= DEFECT_EXAMPLES // 2, seen
 
 
 def test_session_refuses_huge_lengths_before_running(session):
@@ -202,6 +204,7 @@ def test_valid_audio_gives_the_features_and_texts_of_its_canonical_form(session)
 
 INVALID_AUDIO = {
     "rank 0 or 3": "expected (samples,) or a batch",
+    "not an array": "must be a numpy array or a list of arrays",
     "not float": "expected float samples in [-1, 1] or int16 PCM",
     "too short": "are needed",
     "NaN or Inf": "NaN/Inf samples",
@@ -212,40 +215,42 @@ INVALID_AUDIO = {
 
 
 @st.composite
-def invalid_audio(draw):
-    defect = draw(st.sampled_from(sorted(INVALID_AUDIO)))
+def invalid_audio(draw, defect: str):
     good = np.asarray(draw(hnp.arrays(np.float32, draw(st.integers(MIN_SAMPLES, 2000)),
                                       elements=st.floats(-1, 1, width=32))))
     if defect == "rank 0 or 3":
-        return defect, np.float32(0.5) if draw(st.booleans()) else good[None, None]
+        return np.array(good[0]) if draw(st.booleans()) else good[None, None]
+    if defect == "not an array":
+        return draw(st.sampled_from([np.float32(0.5), 0.5, "audio.wav", {"array": good}]))
     if defect == "not float":
-        return defect, [good.astype(draw(st.sampled_from([np.int32, np.int64, np.bool_, np.complex64])))]
+        return [good.astype(draw(st.sampled_from([np.int32, np.int64, np.bool_, np.complex64])))]
     if defect == "too short":
-        return defect, [good[: draw(st.integers(0, MIN_SAMPLES - 1))]]
+        return [good[: draw(st.integers(0, MIN_SAMPLES - 1))]]
     if defect == "NaN or Inf":
         bad = good.copy()
         bad[draw(st.integers(0, len(bad) - 1))] = draw(st.sampled_from([np.nan, np.inf]))
-        return defect, [bad]
+        return [bad]
     if defect == "2-D inside a list":
-        return defect, [np.stack([good, good])]
+        return [np.stack([good, good])]
     if defect == "empty list":
-        return defect, []
-    return defect, np.stack([good, good], axis=1)  # (samples, 2)
+        return []
+    return np.stack([good, good], axis=1)  # (samples, 2)
 
 
-def test_each_invalid_audio_input_gets_the_error_naming_its_defect(session):
+@pytest.mark.parametrize("defect", sorted(INVALID_AUDIO))
+def test_each_invalid_audio_input_gets_the_error_naming_its_defect(session, defect):
     seen = Counter()
     extractor = FeatureExtractor()
 
-    @SETTINGS
-    @given(invalid_audio())
-    def check(case):
-        defect, audio = case
+    @DEFECT_SETTINGS
+    @given(invalid_audio(defect))
+    def check(audio):
         with pytest.raises(InputError, match=re.escape(INVALID_AUDIO[defect])):
             extractor(audio)
-        with pytest.raises(InputError, match=re.escape(INVALID_AUDIO[defect])):
-            session.transcribe(audio)
-        seen[defect] += 1
+        if defect != "not an array":  # a path or a string is what transcribe reads as a file
+            with pytest.raises(InputError, match=re.escape(INVALID_AUDIO[defect])):
+                session.transcribe(audio)
+        seen["refused"] += 1
 
     check()
-    assert set(seen) == set(INVALID_AUDIO), seen
+    assert seen["refused"] >= DEFECT_EXAMPLES // 2, seen
