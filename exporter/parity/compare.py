@@ -25,8 +25,10 @@ TOLERANCES: dict[str, dict[str, float]] = {
     # the sherpa-onnx graph (raw log-mel in, normalisation inside, float32) vs FeatureExtractor + reference
     "sherpa-onnx": {"*": 1e-3, "lengths": 0.0},
     # runtime.Processor / FeatureExtractor vs transformers' Wav2Vec2BertProcessor: float64 framing and
-    # FFT on both sides, measured 2.4e-6..5.5e-6 on the bundled samples; masks must be equal
-    "features": {"*": 1e-3, "attention_mask": 0.0},
+    # FFT on both sides. Worst measured 3.7e-5 (numpy front end, 719 samples of noise: 2 frames, whose
+    # normalisation amplifies rounding), 8.6e-6 on 30 s, 2.4e-6..5.5e-6 on the bundled speech: 5x margin
+    # over the worst. Normalising with the wrong variance (ddof 0) errs by 1.1e-3. Masks must be equal.
+    "features": {"*": 2e-4, "attention_mask": 0.0},
     # runtime.pipeline vs transformers.pipeline on the same model (fp32 ONNX vs PyTorch): word and
     # character times are frame counts x 40 ms on both sides (equal unless an argmax flips);
     # classification scores are softmaxes of logits that agree to the fp32 tolerance above

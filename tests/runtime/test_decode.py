@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.decode import cosine_similarity, frame_labels, top_labels
+from runtime.decode import cosine_similarity, edit_distance, error_rates, frame_labels, greedy_ids, top_labels
 from runtime.tokenizer import CTCTokenizer
 from runtime.errors import ArtifactError, InputError
 from tests.conftest import FIXTURE
@@ -52,3 +52,59 @@ def test_labels_frames_and_cosine():
     assert cosine_similarity([1, 0], [0, 3]) == pytest.approx(0.0)
     with pytest.raises(InputError):
         cosine_similarity([0, 0], [1, 1])
+
+
+def _logits(ids, vocab: int = 6) -> np.ndarray:
+    """(T, vocab) logits whose per-frame argmax is `ids`."""
+    logits = np.zeros((len(ids), vocab), np.float32)
+    logits[np.arange(len(ids)), ids] = 1.0
+    return logits
+
+
+@pytest.mark.parametrize("frames,expected", [
+    ([1, 1, 2, 2, 2], [1, 2]),            # repeats collapse
+    ([1, 0, 1], [1, 1]),                  # a blank between repeats keeps both
+    ([0, 0, 0], []),                      # blanks only
+    ([3], [3]),
+    ([0, 3, 3, 0, 0, 4, 0, 4, 4, 5], [3, 4, 4, 5]),
+    ([2, 2, 0, 2, 2, 0, 0], [2, 2]),
+])
+def test_greedy_ids_on_hand_made_frames(frames, expected):
+    assert greedy_ids(_logits(frames), blank=0) == expected
+
+
+def test_greedy_ids_of_no_frames_and_another_blank():
+    assert greedy_ids(np.zeros((0, 4), np.float32), blank=0) == []
+    assert greedy_ids(_logits([5, 5, 1, 5]), blank=5) == [1]  # the blank is the model's pad id, whatever it is
+
+
+def test_greedy_ids_decode_as_transformers_decodes_the_argmax(tokenizer):
+    """transformers groups repeats and drops the pad itself: decoding our collapsed ids without grouping
+    must give its text for the raw per-frame argmax."""
+    decoder = CTCTokenizer.from_dir(FIXTURE)
+    rng = np.random.default_rng(1)
+    blank, vocab = tokenizer.pad_token_id, len(tokenizer)
+    for _ in range(100):
+        frames = np.repeat(rng.integers(0, vocab, size=int(rng.integers(0, 30))), rng.integers(1, 4))
+        logits = rng.standard_normal((len(frames), vocab)).astype(np.float32)
+        logits[np.arange(len(frames)), frames] += 10.0
+        ids = greedy_ids(logits, blank)
+        assert blank not in ids and all(a != b or a == c for a, b, c in zip(ids, ids[1:], ids))
+        assert tokenizer.decode(ids, group_tokens=False) == tokenizer.decode(frames.tolist())
+        assert decoder.decode(ids, group_tokens=False) == tokenizer.decode(frames.tolist())
+
+
+def test_edit_distance_by_hand():
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance("", "abc") == 3 and edit_distance("abc", "") == 3 and edit_distance("", "") == 0
+    assert edit_distance(["one", "two"], ["one", "three", "two"]) == 1
+
+
+def test_error_rates_by_hand():
+    cer, wer = error_rates(["four up one"], ["four up on"])
+    assert cer == pytest.approx(100 * 1 / 10) and wer == pytest.approx(100 * 1 / 3)
+    cer, wer = error_rates(["abc", "x y"], ["abd", "x z w"])  # summed over the set, not averaged
+    # "x y" -> "x z w": y->z and " w" inserted (3 characters, 2 words)
+    assert cer == pytest.approx(100 * (1 + 3) / (3 + 5)) and wer == pytest.approx(100 * (1 + 2) / (1 + 3))
+    assert error_rates([""], [""]) == (0.0, 0.0)
+    assert error_rates(["x"], [""]) == (100.0, 100.0)  # an empty reference counts as length 1
