@@ -111,3 +111,31 @@ def permissive_quant(**options):
     from exporter.steps.precisions import QuantOptions
 
     return QuantOptions(gates=parse_overrides(PERMISSIVE_GATES), **options)
+
+
+def run_in_threads(work, args: list, timeout: float = 120.0) -> None:
+    """work(*a) for each a in `args`, one thread each, all at once. Fails on any exception raised in a
+    thread (pytest alone would only warn) and on a thread still running after `timeout` seconds."""
+    import threading
+    import time
+
+    errors: list[tuple[tuple, BaseException]] = []
+
+    def guarded(*a):
+        try:
+            work(*a)
+        except BaseException as exc:  # noqa: BLE001 - every failure in a thread is reported below
+            errors.append((a, exc))
+
+    threads = [threading.Thread(target=guarded, args=tuple(a), daemon=True) for a in args]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    alive = sum(t.is_alive() for t in threads)
+    assert not alive, f"{alive} of {len(threads)} threads still running after {timeout:g} s"
+    if errors:
+        a, first = errors[0]
+        raise AssertionError(f"{len(errors)} of {len(threads)} threads failed; the first, with args {a}: "
+                             f"{type(first).__name__}: {first}") from first

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
 
 from runtime import ArtifactError, InputError, Session
 from runtime.errors import W2VBertError
-from tests.conftest import padded_batch
+from tests.conftest import padded_batch, run_in_threads
 
 
 @pytest.fixture(scope="module")
@@ -83,22 +82,15 @@ def test_threads_share_one_session(session):
     inputs = [padded_batch(n, seed=n) for n in (9, 20, 33, 47, 61, 90, 128)]
     inputs += [(f[:1], m[:1]) for f, m in inputs[:3]]  # batch 1 too
     serial = [session.run(f, m)["logits"] for f, m in inputs]
-    results, errors = {}, []
+    results = {}
 
     def worker(k):
-        try:
-            for i in range(50):
-                j = (k * 7 + i) % len(inputs)
-                results[(k, i)] = (j, session.run(*inputs[j])["logits"])
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
+        for i in range(50):
+            j = (k * 7 + i) % len(inputs)
+            results[(k, i)] = (j, session.run(*inputs[j])["logits"])
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(results) == 400
+    run_in_threads(worker, [(k,) for k in range(8)], timeout=300)
+    assert len(results) == 400
     for j, value in results.values():
         np.testing.assert_array_equal(value, serial[j])
 

@@ -4,7 +4,6 @@ no GPU has run this code; these tests pin what the code hands to TensorRT and wh
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import types
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.errors import DependencyError
+from tests.conftest import run_in_threads
 from runtime.trt_profile import (PLAN_OF_VARIANT, ShapeProfile, engine_cache_key, engine_profile, files_digest,
                                  gpu_identity, timing_cache_name)
 
@@ -71,21 +71,11 @@ def test_engine_outputs_survive_the_next_call(engine_runner):
 
 
 def test_one_engine_context_serves_one_thread_at_a_time(engine_runner):
-    errors = []
-
     def call(i):
-        try:
-            out = engine_runner.run(feeds(float(i)))["last_hidden_state"]
-            assert out[0, 0] == pytest.approx(float(i))
-        except AssertionError as exc:
-            errors.append(exc)
+        out = engine_runner.run(feeds(float(i)))["last_hidden_state"]
+        assert out[0, 0] == pytest.approx(float(i))
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    run_in_threads(call, [(i,) for i in range(8)], timeout=30)
 
 
 def test_closed_engine_says_so(engine_runner):

@@ -28,6 +28,7 @@ from exporter.targets.triton_python import ServeOptions, serving_repository  # n
 from exporter.targets.triton_server import Ports, TritonServer, free_ports  # noqa: E402
 from runtime import Session  # noqa: E402
 from runtime.audio import load_audio  # noqa: E402
+from tests.conftest import run_in_threads  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -125,24 +126,16 @@ def test_concurrent_clients_of_mixed_lengths_are_batched(served):
     session = Session(art)
     expected = [session.transcribe([w])[0] for w in waves]  # serial, one utterance per call
     got: dict[int, str] = {}
-    errors: list[Exception] = []
 
     def work(k: int):
         client = http_client(server)
         try:
             for i in range(k * per_client, (k + 1) * per_client):
                 got[i] = text(client.infer(audio, audio_inputs(http, waves[i])))
-        except Exception as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
         finally:
             client.close()
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors and not any(t.is_alive() for t in threads)
+    run_in_threads(work, [(k,) for k in range(clients)], timeout=300)
     assert [got[i] for i in range(len(waves))] == expected
     client = http_client(server)
     try:
@@ -243,6 +236,7 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_0(served, tmp
         os.kill(proc.pid, signal.SIGTERM)
         for t in threads:
             t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a client thread still runs 120 s after SIGTERM"
         code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
