@@ -117,6 +117,7 @@ def test_frontend_variant_runs_from_raw_samples_alone(artifact, session):
 
 @pytest.mark.parametrize("head", ["SequenceClassification", "AudioFrameClassification", "XVector", "Model"])
 def test_cli_other_heads(tmp_path, head):
+    """The CLI's JSON and saved arrays are the API's results for the same files."""
     runner = CliRunner()
     out = tmp_path / "a"
     assert runner.invoke(main, ["-q", "export", "tiny", "--head", head, "-o", str(out)]).exit_code == 0
@@ -124,13 +125,18 @@ def test_cli_other_heads(tmp_path, head):
                                   str(out), *map(str, SAMPLES[:2])])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.strip().splitlines()]
-    if head == "SequenceClassification":
-        assert records[0]["label"]["label"].startswith("LABEL_")
-    elif head == "AudioFrameClassification":
-        assert len(records[0]["frame_labels"]) > 10
-    else:
-        saved = np.load(records[0]["saved"])
-        assert saved.shape == ((32,) if head == "XVector" else (saved.shape[0], 64))
+    expected = Session(out).infer([str(p) for p in SAMPLES[:2]])
+    assert [r["file"] for r in records] == [str(p) for p in SAMPLES[:2]]
+    for record, want in zip(records, expected):
+        if head == "SequenceClassification":
+            assert record["label"]["label"] == want.label["label"] in Session(out).config["id2label"].values()
+            assert record["label"]["scores"] == pytest.approx(want.label["scores"], abs=1e-6)
+        elif head == "AudioFrameClassification":
+            assert record["frame_labels"] == want.frame_labels and len(record["frame_labels"]) > 10
+        else:
+            saved = np.load(record["saved"])
+            np.testing.assert_allclose(saved, want.embedding if head == "XVector" else want.hidden, atol=1e-6)
+            assert saved.shape == ((32,) if head == "XVector" else (len(want.hidden), 64))
 
 
 def test_verify_the_frontend_variant(artifact):

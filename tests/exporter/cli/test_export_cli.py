@@ -138,9 +138,21 @@ def test_external_data_goes_to_one_file(tmp_path, monkeypatch):
 
     weights = sum(t.ByteSize() for t in onnx_module.load(str(out / "model.fp32.onnx")).graph.initializer)
     assert (out / "model.fp32.onnx.data").stat().st_size <= 1.1 * weights
-    session = ort.InferenceSession(str(out / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
+    # both files, loaded with their external weights, compute what the PyTorch reference computes
+    import torch
+
+    from exporter.model.checkpoint import load_model
+    from exporter.parity.compare import tolerance
+
     features, mask = padded_batch(40)
-    assert np.isfinite(session.run(None, {"input_features": features, "attention_mask": mask})[0]).all()
+    with torch.no_grad():
+        expected = load_model("tiny")(torch.from_numpy(features), torch.from_numpy(mask))["last_hidden_state"].numpy()
+    real = mask.astype(bool)
+    for name in ("model.fp32.onnx", "model.fp32.cpu.onnx"):
+        session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input_features": features, "attention_mask": mask})[0]
+        err = float(np.abs(got - expected)[real].max())
+        assert err <= tolerance("fp32", "last_hidden_state"), f"{name}: max abs {err:.2e} against the reference"
     assert json.loads((out / "manifest.json").read_text())["variants"]["fp32"]["files"] == [
         "model.fp32.onnx", "model.fp32.onnx.data"]
 
