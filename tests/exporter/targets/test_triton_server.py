@@ -315,3 +315,39 @@ def test_a_failed_start_is_one_line_naming_the_cause(tmp_path):
                                     "named 'runtime'")
     server.log_path.write_text("I1204 ready\nerror: creating server: Internal - failed to load all models\n")
     assert server.start_error() == "error: creating server: Internal - failed to load all models"
+
+
+def test_serve_options_reach_the_running_models(served, tmp_path):
+    """--name, --instances, --host, --max-queue-delay-ms and --threads, read back from the live server."""
+    _, art, _ = served
+    ports = free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "serve", str(art), "--name", "digits",
+                             "--instances", "2", "--host", "127.0.0.2", "--max-queue-delay-ms", "0", "--threads", "1",
+                             "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port",
+                             str(ports[2])], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        server = TritonServer(tmp_path, tmp_path, Ports(*ports, host="127.0.0.2"))
+        server.process = proc
+        server.wait_ready(180)
+        client = http.InferenceServerClient(f"127.0.0.2:{ports[0]}", network_timeout=60)
+        try:
+            assert client.is_model_ready("digits") and client.is_model_ready("digits_audio")
+            for model in ("digits", "digits_audio"):
+                config = client.get_model_config(model)
+                assert [g["count"] for g in config["instance_group"]] == [2], config
+                assert "dynamic_batching" not in config, config  # a queue delay of 0: no batching wait
+                assert config["parameters"]["threads"]["string_value"] == "1"
+            wave = load_audio(SAMPLES[0])
+            assert text(client.infer("digits_audio", audio_inputs(http, wave))) == Session(art).transcribe([wave])[0]
+        finally:
+            client.close()
+        with pytest.raises(Exception):  # it listens on the --host address only
+            http.InferenceServerClient(f"127.0.0.1:{ports[0]}", connection_timeout=2).is_server_live()
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert code == 0, proc.stderr.read()
