@@ -68,6 +68,7 @@ class CTCTokenizer:
         # (transformers adds them so), added tokens keep the flags they were saved with
         self.added = {t: (True, True) for t in self.vocab if len(t) > 1 and t not in (added or {})}
         self.added.update(added or {})
+        self.normalized: dict[str, bool] = {}  # added tokens' "normalized" flag, kept for save() to write back
 
     @classmethod
     def from_dir(cls, root: str | Path) -> "CTCTokenizer":
@@ -78,7 +79,7 @@ class CTCTokenizer:
         vocab = _read_json(root / "vocab.json")
         if vocab and all(isinstance(v, dict) for v in vocab.values()):
             raise ArtifactError(f"{root / 'vocab.json'} is a multi-language vocabulary; pick one language")
-        options, added, extra_special = {}, {}, set()
+        options, added, extra_special, normalized = {}, {}, set(), {}
         base = set(vocab)
         for name in ("special_tokens_map.json", "tokenizer_config.json"):
             if (root / name).is_file():
@@ -93,6 +94,7 @@ class CTCTokenizer:
                     vocab.setdefault(token, int(index))
                     if isinstance(spec, dict):  # transformers keeps the flags it saved
                         added[token] = (bool(spec.get("lstrip")), bool(spec.get("rstrip")))
+                        normalized[token] = bool(spec.get("normalized"))
                         if spec.get("special"):
                             extra_special.add(token)
         if (root / "added_tokens.json").is_file():
@@ -107,6 +109,7 @@ class CTCTokenizer:
         tokenizer.base_vocab = {t: i for t, i in tokenizer.vocab.items() if t in base}
         tokenizer.special_tokens |= extra_special
         tokenizer.extra_special = sorted(extra_special)
+        tokenizer.normalized = normalized
         return tokenizer
 
     def save(self, directory: Path) -> list[Path]:
@@ -123,7 +126,8 @@ class CTCTokenizer:
             strips = {t: self.added.get(t, (False, False)) for t in extra}
             config["added_tokens_decoder"] = {str(i): {
                 "content": t, "lstrip": strips[t][0], "rstrip": strips[t][1],
-                "normalized": False, "single_word": False, "special": t in self.extra_special} for t, i in extra.items()}
+                "normalized": self.normalized.get(t, False), "single_word": False, "special": t in self.extra_special}
+                for t, i in extra.items()}
         if self.extra_special:
             config["extra_special_tokens"] = list(self.extra_special)
         written = []

@@ -348,3 +348,24 @@ def test_table_off_a_terminal_is_the_whole_markdown_table():
     assert lines[2] == (f"| {name} | 10 s x1 | 500.0 | 400.0 | 600.0 | 0.0500 | 20.0 | 10.00 | - | 9.00e-02 / 4.0e-03 "
                         "| 1.0 | 50% | 1.0 | 200 | 3.0 |")
     assert lines[-1] == "skipped ORT CUDA: no GPU"
+
+
+def test_mutation_report_scores_each_module_and_names_unexplained_survivors():
+    from benchmarks.mutation import markdown, module_of, read_results, score
+
+    text = ("    runtime.decode.x_greedy_ids__mutmut_1: killed\n    runtime.decode.x_softmax__mutmut_2: survived\n"
+            "    runtime.decode.x_softmax__mutmut_3: timeout\n    runtime.decode.x_top_labels__mutmut_4: survived\n"
+            "    runtime.session.xǁSessionǁrun__mutmut_1: killed\n")
+    statuses = read_results(text)
+    assert len(statuses) == 5 and statuses["runtime.decode.x_softmax__mutmut_3"] == "timeout"
+    assert module_of("runtime.session.xǁSessionǁrun__mutmut_1") == "runtime.session"
+    assert module_of("exporter.parity.compare.x_diff__mutmut_9") == "exporter.parity.compare"
+    rows = score(statuses, {"runtime.decode.x_softmax__mutmut_2": "equivalent: the shift cancels"})
+    decode, session = rows
+    assert (decode["mutants"], decode["killed"], decode["survived"], decode["explained"]) == (4, 2, 2, 1)
+    assert decode["score"] == 50.0 and round(decode["score_without_equivalents"], 1) == 66.7
+    assert decode["unexplained"] == ["runtime.decode.x_top_labels__mutmut_4"]
+    assert session["score"] == 100.0 and session["unexplained"] == []
+    report = markdown(rows, "CPU", "mutmut 3.8.1")
+    assert "| `runtime.decode` | 4 | 2 | 2 | 1 | 50.0% | 66.7% |" in report
+    assert "- `runtime.decode.x_top_labels__mutmut_4`" in report

@@ -38,6 +38,16 @@ def test_decode_limits_each_row_to_its_length():
     assert decoder.decode_logits(logits, lengths=[5, 2]) == ["a b", "a"]
 
 
+def test_decode_logits_without_lengths_uses_every_frame_and_refuses_other_ranks():
+    decoder = CTCTokenizer({"<pad>": 0, "a": 1, "b": 2, "|": 3})
+    logits = np.full((2, 4, 4), -1.0, np.float32)
+    for t, k in enumerate([1, 0, 1, 2]):
+        logits[:, t, k] = 1.0
+    assert decoder.decode_logits(logits) == ["aab", "aab"]
+    with pytest.raises(InputError, match=r"CTC logits must be \(batch, frames, vocab\), got shape \(4, 4\)"):
+        decoder.decode_logits(logits[0])
+
+
 def test_missing_vocab_is_an_artifact_error(tmp_path):
     with pytest.raises(ArtifactError, match="no vocab.json"):
         CTCTokenizer.from_dir(tmp_path)
@@ -50,8 +60,19 @@ def test_labels_frames_and_cosine():
     assert frames == [["sil", "speech"]]
     assert cosine_similarity([1, 0], [2, 0]) == pytest.approx(1.0)
     assert cosine_similarity([1, 0], [0, 3]) == pytest.approx(0.0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="cosine similarity of a zero embedding is undefined"):
         cosine_similarity([0, 0], [1, 1])
+
+
+def test_cosine_similarity_computes_in_float64_whatever_the_embeddings_dtype():
+    # int8 products overflow and float16 sums reach inf: both must come out as the exact cosine
+    for dtype, value in ((np.int8, 100), (np.float16, 300.0)):
+        a, b = np.array([value, value], dtype), np.array([value, 0], dtype)
+        assert cosine_similarity(a, b) == pytest.approx(1 / np.sqrt(2), abs=1e-12), dtype
+        assert cosine_similarity(b, a) == pytest.approx(1 / np.sqrt(2), abs=1e-12), dtype
+    assert cosine_similarity(np.ones((2, 3)), np.ones(6)) == pytest.approx(1.0)  # compared flat
+    with pytest.raises(InputError, match=r"embeddings differ in size: \(3,\) vs \(2,\)"):
+        cosine_similarity([1, 2, 3], [1, 2])
 
 
 def _logits(ids, vocab: int = 6) -> np.ndarray:

@@ -186,6 +186,10 @@ def test_reads_preprocessor_config(tmp_path):
     (tmp_path / "preprocessor_config.json").write_text('{"sampling_rate": 16000, "stride": 2, "num_mel_bins": 80}')
     extractor = FeatureExtractor.from_file(tmp_path / "preprocessor_config.json")
     assert extractor.feature_dim == 160
+    (tmp_path / "broken.json").write_text("{not json")
+    for name in ("missing.json", "broken.json"):
+        with pytest.raises(InputError, match=f"cannot read preprocessor parameters from .*{name}: "):
+            FeatureExtractor.from_file(tmp_path / name)
 
 
 @pytest.mark.parametrize("audio,needle", [

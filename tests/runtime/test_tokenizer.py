@@ -146,3 +146,53 @@ def test_bad_decode_inputs(ours):
         ours.decode(np.zeros((2, 3, 4), np.float32))
     with pytest.raises(InputError, match="text must be a string"):
         ours.encode(["a"])
+
+
+def _settings(hf) -> dict:
+    """What a transformers CTC tokenizer was loaded with: options, specials and every added token's flags."""
+    added = {t.content: (t.lstrip, t.rstrip, t.special, t.normalized, t.single_word)
+             for t in hf.added_tokens_decoder.values()}
+    # not hf.word_delimiter_token: transformers 5.25 writes it and reads "|" back from its own files
+    return {"options": (hf.do_lower_case, hf.replace_word_delimiter_char, hf.clean_up_tokenization_spaces),
+            "specials": (hf.bos_token, hf.eos_token, hf.unk_token, hf.pad_token),
+            "added": added, "vocab": hf.get_vocab()}
+
+
+def test_save_writes_every_setting_transformers_reads(tmp_path):
+    """A tokenizer unlike the defaults in every setting (lower case, another delimiter and other special
+    tokens, added tokens stripping on one side, special and not), saved by transformers, read by us, saved
+    by us: transformers loads our files with the settings it saved, and encodes and decodes alike."""
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    vocab = {"[PAD]": 0, "[BOS]": 1, "[EOS]": 2, "[UNK]": 3, "/": 4, **{c: 5 + i for i, c in enumerate("ABCDÉ'")}}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    hf = transformers.Wav2Vec2CTCTokenizer(str(tmp_path / "vocab.json"), bos_token="[BOS]", eos_token="[EOS]",
+                                           unk_token="[UNK]", pad_token="[PAD]", word_delimiter_token="/",
+                                           replace_word_delimiter_char="_", do_lower_case=True,
+                                           clean_up_tokenization_spaces=True)
+    hf.add_tokens([transformers.AddedToken("<laugh>", lstrip=True, rstrip=False)])
+    hf.add_tokens([transformers.AddedToken("<noise>", lstrip=False, rstrip=True)], special_tokens=True)
+    hf.save_pretrained(str(tmp_path / "theirs"))
+    ours = CTCTokenizer.from_dir(tmp_path / "theirs")
+    (tmp_path / "ours").mkdir()
+    written = ours.save(tmp_path / "ours")
+    assert [p.name for p in written] == ["vocab.json", "tokenizer_config.json", "special_tokens_map.json"]
+    assert all(p.is_file() for p in written)
+    reloaded = transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(tmp_path / "ours"))
+    assert _settings(reloaded) == _settings(hf)
+    again = CTCTokenizer.from_dir(tmp_path / "ours")
+    multi = {t: f for t, f in ours.added.items() if len(t) > 1}  # one character splits alike either way
+    assert (again.vocab, again.extra_special, again.special_tokens) == \
+        (ours.vocab, ours.extra_special, ours.special_tokens)
+    assert again.normalized == {"<laugh>": True, "<noise>": True} == {t: ours.normalized[t] for t in again.normalized}
+    assert {t: f for t, f in again.added.items() if len(t) > 1} == multi
+    assert (again.word_delimiter_token, again.pad_token, again.unk_token) == ("/", "[PAD]", "[UNK]")
+    for text in ["abc dé", "a <laugh> b", "c<noise> d", "x? 'b'", ""]:
+        assert again.encode(text) == hf(text)["input_ids"], text
+        if " " not in text:  # transformers' reload maps spaces to its default "|" (see _settings)
+            assert reloaded(text)["input_ids"] == hf(text)["input_ids"], text
+    for row in random_ids(60, seed=4):
+        row = [i % len(reloaded) for i in row]
+        for options in ({}, {"skip_special_tokens": True}):
+            assert again.decode(row, **options) == hf.decode(row, **options)
