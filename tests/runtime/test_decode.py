@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.decode import cosine_similarity, edit_distance, error_rates, frame_labels, greedy_ids, top_labels
+from runtime.decode import (cosine_similarity, edit_distance, error_rates, frame_labels, greedy_ids, softmax,
+                            top_labels)
 from runtime.tokenizer import CTCTokenizer
 from runtime.errors import ArtifactError, InputError
 from tests.conftest import FIXTURE
@@ -60,7 +61,7 @@ def test_labels_frames_and_cosine():
     assert frames == [["sil", "speech"]]
     assert cosine_similarity([1, 0], [2, 0]) == pytest.approx(1.0)
     assert cosine_similarity([1, 0], [0, 3]) == pytest.approx(0.0)
-    with pytest.raises(InputError, match="cosine similarity of a zero embedding is undefined"):
+    with pytest.raises(InputError, match="^cosine similarity of a zero embedding is undefined$"):
         cosine_similarity([0, 0], [1, 1])
 
 
@@ -129,3 +130,22 @@ def test_error_rates_by_hand():
     assert cer == pytest.approx(100 * (1 + 3) / (3 + 5)) and wer == pytest.approx(100 * (1 + 2) / (1 + 3))
     assert error_rates([""], [""]) == (0.0, 0.0)
     assert error_rates(["x"], [""]) == (100.0, 100.0)  # an empty reference counts as length 1
+
+
+def test_softmax_normalises_each_row_on_its_own_and_survives_large_logits():
+    logits = np.array([[1000.0, 999.0, 0.0], [0.0, 1.0, 2.0]])  # rows of very different scale
+    probs = softmax(logits)
+    np.testing.assert_allclose(probs.sum(axis=-1), [1.0, 1.0], rtol=1e-12)
+    expected = np.exp([[1.0, 0.0, -1000.0], [-2.0, -1.0, 0.0]])
+    np.testing.assert_allclose(probs, expected / expected.sum(axis=-1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(softmax(logits.T, axis=0), probs.T, rtol=1e-12)  # the axis given, not the last
+
+
+def test_labels_a_config_does_not_name_are_their_index():
+    labels = top_labels(np.array([[0.0, 3.0, 1.0], [5.0, 0.0, 0.0]], np.float32), {"0": "no"})
+    assert [r["label"] for r in labels] == ["1", "no"]
+    assert set(labels[0]) == {"label", "probability", "scores"} and set(labels[0]["scores"]) == {"no", "1", "2"}
+    assert labels[0]["probability"] == pytest.approx(max(labels[0]["scores"].values()))
+    assert labels[1]["probability"] == pytest.approx(labels[1]["scores"]["no"])
+    frames = frame_labels(np.array([[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]]), {"0": "sil"}, [3])
+    assert frames == [["1", "2", "sil"]]

@@ -266,3 +266,79 @@ def test_gpu_check_says_in_one_line_what_is_missing_here():
     assert done.returncode == 1
     assert done.stdout.strip().splitlines() == ["gpu_check: cannot run here: no NVIDIA GPU (nvidia-smi is missing or "
                                                 "lists none)"]
+
+
+class OrtRunner:
+    """A stand-in for TrtRunner that answers what the engine would: the artifact's fp32 graph in onnxruntime."""
+
+    def __init__(self, engine):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(engine, providers=["CPUExecutionProvider"])
+        self.active = False
+
+    def activate(self):
+        self.active = True
+
+    def deactivate(self):
+        self.active = False
+
+    def infer(self, feeds, copy_outputs_to_host=True):
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(None, feeds)))
+
+
+@pytest.fixture
+def engine_artifact(monkeypatch, tmp_path):
+    """An artifact whose manifest lists an fp32 plan, with TensorRT faked: the plan's 'engine' is the fp32
+    ONNX file, run by onnxruntime. What is tested is the Session around the plan, which needs no GPU."""
+    import json
+    import shutil
+
+    from exporter.export import export
+    from runtime.manifest import file_entry
+
+    art = export("tiny", tmp_path / "art")
+    fake_module(monkeypatch, "tensorrt")
+    fake_module(monkeypatch, "polygraphy")
+    fake_module(monkeypatch, "polygraphy.backend")
+    fake_module(monkeypatch, "polygraphy.backend.trt", engine_from_bytes=lambda data: data, TrtRunner=OrtRunner)
+    shutil.copy(art / "model.fp32.cpu.onnx", art / "model.fp32.plan")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["model.fp32.plan"] = file_entry(art / "model.fp32.plan")
+    manifest["engines"] = {"fp32": {"file": "model.fp32.plan", "files": ["model.fp32.plan"],
+                                    "profile": ShapeProfile(1, 2, 3, 8, 50, 120).to_dict()}}
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    return art
+
+
+def test_session_runs_a_plan_within_its_profile(engine_artifact):
+    from runtime import Session
+    from runtime.errors import InputError
+
+    features = np.random.default_rng(0).standard_normal((2, 40, 160)).astype(np.float32)
+    with Session(engine_artifact, provider="trt-engine") as session:
+        assert session.engine_limits == (3, 120) and session.precision == "fp32"
+        assert session.path.name == "model.fp32.plan" and session.input_names == ["input_features", "attention_mask"]
+        assert session.output_names == ["last_hidden_state"] and session.head == "Model"
+        got = session.run(features)["last_hidden_state"]
+        np.testing.assert_allclose(got, Session(engine_artifact).run(features)["last_hidden_state"], atol=1e-5)
+        with pytest.raises(InputError, match="frames"):
+            session.run(np.zeros((1, 121, 160), np.float32))  # past the profile's 120 frames
+        with pytest.raises(InputError, match="takes features"):
+            session.run_waveform(np.zeros((1, 16000), np.float32))
+    assert Session(engine_artifact).engine_limits is None  # onnxruntime runs any shape
+
+
+def test_session_refuses_a_plan_it_cannot_trust(engine_artifact):
+    from runtime import Session
+    from runtime.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"has no 'fp16' TensorRT engine \(it has: fp32\); build one with"):
+        Session(engine_artifact, precision="fp16", provider="trt-engine")
+    with pytest.raises(ArtifactError, match="provider 'trt-engine' needs an artifact directory, got"):
+        Session(engine_artifact / "model.fp32.plan", provider="trt-engine")
+    plan = engine_artifact / "model.fp32.plan"
+    plan.write_bytes(plan.read_bytes()[:-1] + b"x")  # one byte changed
+    with pytest.raises(ArtifactError, match="model.fp32.plan does not match its sha256 in the manifest"):
+        Session(engine_artifact, provider="trt-engine")
