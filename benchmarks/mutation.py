@@ -1,14 +1,18 @@
-"""Mutation score per core module, from the last `mutmut run` (configured in pyproject.toml).
+"""Mutation testing of the core modules, one module at a time, against that module's own tests.
 
-    mutmut run                       # in the repository root; a few hours on 2 cores
-    python -m benchmarks.mutation    # -> benchmarks/results/mutation.md
+    python -m benchmarks.mutation run [MODULE ...]   # all of [tool.w2vbert.mutation] by default; hours
+    python -m benchmarks.mutation report             # -> benchmarks/results/mutation.md
 
-A mutant is killed when a test fails on it (or it runs past mutmut's timeout: an infinite loop
-the tests would notice). Surviving mutants are triaged in benchmarks/results/mutation-triage.json:
-each entry says why the mutant cannot be told apart from the original (an equivalent mutant, e.g.
-``astype(None)`` for ``astype(np.float64)``), and the report lists any survivor without an entry, so
-a new one is either killed by a test or explained. The score is killed / mutants; the column beside
-it leaves the explained equivalents out.
+`run` copies the checkout's sources and tests into ``mutants-work/<module>/`` (git-ignored), writes
+a ``[tool.mutmut]`` there that mutates only MODULE and selects only its test files (the table
+``[tool.w2vbert.mutation]`` in pyproject.toml), runs ``mutmut run`` in it and keeps the verdicts in
+``mutants-work/<module>.json``. A module's own tests judging it keeps each surviving mutant cheap
+(it runs every selected test that reaches it) and says what the module's tests catch.
+
+A mutant is killed when a test fails on it (or it runs past mutmut's timeout: an infinite loop a
+test would notice). Surviving mutants are triaged in benchmarks/results/mutation-triage.json: each
+entry says why the mutant cannot be told apart from the original (an equivalent mutant, e.g.
+``astype(None)`` for ``astype(np.float64)``); the report lists every survivor without an entry.
 """
 
 from __future__ import annotations
@@ -16,17 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TRIAGE = RESULTS / "mutation-triage.json"
+WORK = ROOT / "mutants-work"
 TARGET = 85.0  # percent of mutants killed, per module
 KILLED = {"killed", "timeout"}
 LINE = re.compile(r"^\s*(\S+): (.+)$")
+COPIED = ("runtime", "exporter", "benchmarks", "tests", "setup.cfg")
 
 
 def read_results(text: str) -> dict[str, str]:
@@ -38,6 +46,48 @@ def module_of(mutant: str) -> str:
     """'runtime.decode.x_greedy_ids__mutmut_3' and 'runtime.session.xǁSessionǁrun__mutmut_1' -> the module."""
     parts = mutant.split(".")
     return ".".join(p for p in parts[: next(i for i, p in enumerate(parts) if p.startswith("x"))])
+
+
+def plan() -> dict[str, list[str]]:
+    """{module path: its test files} from pyproject.toml."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["w2vbert"]["mutation"]
+
+
+def _config(module: str, tests: list[str]) -> str:
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    lines = ["[tool.mutmut]"]
+    settings = {**base, "only_mutate": [module], "pytest_add_cli_args_test_selection": tests}
+    for key, value in settings.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def run_module(module: str, tests: list[str]) -> Path:
+    """mutmut on `module` with `tests`, in a fresh copy of the checkout; -> the verdicts file."""
+    slug = module.replace("/", ".").removesuffix(".py")
+    folder = WORK / slug
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, folder / name)
+    (folder / "pyproject.toml").write_text(_config(module, tests))
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    print(f"mutmut on {module} against {', '.join(tests)}", flush=True)
+    with open(folder / "mutmut.log", "wb") as log:
+        subprocess.run([mutmut, "run"], cwd=folder, stdout=log, stderr=subprocess.STDOUT, check=False)
+    done = subprocess.run([mutmut, "results", "--all", "true"], cwd=folder, capture_output=True, text=True)
+    verdicts = read_results(done.stdout)
+    if not verdicts:
+        raise SystemExit(f"error: mutmut gave no verdicts for {module}; see {folder / 'mutmut.log'}")
+    out = WORK / f"{slug}.json"
+    out.write_text(json.dumps(verdicts, indent=1, ensure_ascii=False))
+    shutil.rmtree(folder / "mutants", ignore_errors=True)  # a copy of everything: large, and kept in the json
+    return out
 
 
 def score(statuses: dict[str, str], triage: dict[str, str]) -> list[dict]:
@@ -62,10 +112,11 @@ def score(statuses: dict[str, str], triage: dict[str, str]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], machine: str, versions: str) -> str:
+def markdown(rows: list[dict], machine: str, versions: str, tests: dict[str, list[str]] | None = None) -> str:
     lines = ["# Mutation testing of the core modules", "",
-             "Command: `mutmut run` (configuration and test selection: `[tool.mutmut]` in pyproject.toml), then "
-             "`python -m benchmarks.mutation`.", "", f"Machine: {machine}. Versions: {versions}.", "",
+             "Command: `python -m benchmarks.mutation run` (mutmut once per module, against the module's own test "
+             "files: `[tool.w2vbert.mutation]` in pyproject.toml), then `python -m benchmarks.mutation report`.", "",
+             f"Machine: {machine}. Versions: {versions}.", "",
              f"Target: at least {TARGET:g}% of each module's mutants killed. Survivors that no test can tell "
              "from the original are explained one by one in `mutation-triage.json`.", "",
              "| module | mutants | killed | survived | of them explained (equivalent) | score | "
@@ -73,35 +124,55 @@ def markdown(rows: list[dict], machine: str, versions: str) -> str:
     for r in rows:
         lines.append(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {r['survived']} | {r['explained']} | "
                      f"{r['score']:.1f}% | {r['score_without_equivalents']:.1f}% |")
-    left = [(r["module"], m) for r in rows for m in r["unexplained"]]
+    if tests:
+        lines += ["", "Tests judging each module:", ""]
+        lines += [f"- `{module}`: {', '.join(f'`{t}`' for t in files)}" for module, files in tests.items()]
+    left = [m for r in rows for m in r["unexplained"]]
     lines += ["", f"Unexplained survivors: {len(left)}." if left else "Unexplained survivors: none."]
-    lines += [f"- `{m}`" for _, m in left]
+    lines += [f"- `{m}`" for m in left]
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--out", type=Path, default=RESULTS / "mutation.md")
-    args = parser.parse_args(argv)
-    mutmut = Path(sys.executable).with_name("mutmut")
-    done = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0 or not (ROOT / "mutants").is_dir():
-        print(f"error: no mutmut results here (run `mutmut run` first): {done.stderr.strip()[-300:]}",
-              file=sys.stderr)
+def report(out: Path) -> int:
+    verdicts: dict[str, str] = {}
+    for path in sorted(WORK.glob("*.json")):
+        verdicts.update(json.loads(path.read_text()))
+    if not verdicts:
+        print(f"error: no verdicts under {WORK}: run `python -m benchmarks.mutation run` first", file=sys.stderr)
         return 1
     triage = json.loads(TRIAGE.read_text()) if TRIAGE.is_file() else {}
-    rows = score(read_results(done.stdout), triage)
+    rows = score(verdicts, triage)
     from exporter.artifact import tool_versions
     from exporter.machine import describe
 
-    versions = ", ".join(f"{k} {v}" for k, v in tool_versions(("mutmut",)).items())
-    args.out.write_text(markdown(rows, describe(), versions))
+    versions = ", ".join(f"{k} {v}" for k, v in tool_versions(("mutmut", "pytest", "hypothesis")).items())
+    out.write_text(markdown(rows, describe(), versions, plan()))
     for r in rows:
         flag = "" if r["score"] >= TARGET else "   below target"
         print(f"{r['module']:<28} {r['killed']:>4}/{r['mutants']:<4} {r['score']:5.1f}%  "
               f"({len(r['unexplained'])} unexplained){flag}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0 if all(r["score"] >= TARGET and not r["unexplained"] for r in rows) else 2
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    runner = sub.add_parser("run", help="mutmut per module (all of them unless named)")
+    runner.add_argument("modules", nargs="*", help="e.g. runtime/decode.py")
+    writer = sub.add_parser("report", help="write the score per module")
+    writer.add_argument("-o", "--out", type=Path, default=RESULTS / "mutation.md")
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        return report(args.out)
+    table = plan()
+    unknown = [m for m in args.modules if m not in table]
+    if unknown:
+        print(f"error: {', '.join(unknown)} not in [tool.w2vbert.mutation]; it has {', '.join(table)}", file=sys.stderr)
+        return 2
+    for module in args.modules or table:
+        print(f"wrote {run_module(module, table[module])}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

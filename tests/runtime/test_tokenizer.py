@@ -196,3 +196,79 @@ def test_save_writes_every_setting_transformers_reads(tmp_path):
         row = [i % len(reloaded) for i in row]
         for options in ({}, {"skip_special_tokens": True}):
             assert again.decode(row, **options) == hf.decode(row, **options)
+
+
+def test_decode_output_names_what_it_lacks(ours):
+    out = ours.decode([5, 6], output_char_offsets=True)
+    assert out.text == out["text"] and out.word_offsets is None
+    with pytest.raises(AttributeError, match="^shape$"):
+        out.shape
+
+
+def test_unreadable_tokenizer_files_are_artifact_errors(tmp_path):
+    from runtime.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"^no vocab.json in .*: a CTC artifact needs the checkpoint's tokenizer "
+                                            r"files to turn logits into text$"):
+        CTCTokenizer.from_dir(tmp_path)
+    (tmp_path / "vocab.json").write_text("{broken")
+    with pytest.raises(ArtifactError, match=r"^cannot read .*vocab.json: Expecting property name"):
+        CTCTokenizer.from_dir(tmp_path)
+
+
+def test_longest_added_token_wins_and_strip_flags_apply_per_side(tmp_path):
+    """Added tokens that share a prefix ("<n>", "<no>", "<noise>") split leftmost-longest, as transformers'
+    trie does; a token that does not strip on its left keeps the space before it as a delimiter."""
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate("abcno<>")}}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    hf = transformers.Wav2Vec2CTCTokenizer(str(tmp_path / "vocab.json"))
+    for token, lstrip in (("<n>", True), ("<noise>", False), ("<no>", True)):
+        hf.add_tokens([transformers.AddedToken(token, lstrip=lstrip, rstrip=False)])
+    hf.save_pretrained(str(tmp_path / "hf"))
+    mine = CTCTokenizer.from_dir(tmp_path / "hf")
+    for text in ["a<noise>b", "a <noise> b", "a <no> b", "<n><no><noise>", "c <n>", "<noi", "b  <noise>"]:
+        assert mine.encode(text) == hf(text)["input_ids"], text
+
+
+def test_encode_messages():
+    tokenizer = CTCTokenizer({"<pad>": 0, "a": 1, "|": 2}, unk_token="<unk>")
+    with pytest.raises(InputError, match="^text must be a string, got list$"):
+        tokenizer.encode(["a"])
+    with pytest.raises(InputError, match=r"^text 'ab' has characters outside the vocabulary and it has no unk token$"):
+        tokenizer.encode("ab")
+
+
+def test_batch_decode_of_logits_ids_and_offsets(ours):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((2, 9, len(ours.vocab))).astype(np.float32)
+    ids = logits.argmax(-1)
+    assert ours.batch_decode(logits) == ours.batch_decode(ids) == [ours.decode(r) for r in ids]
+    one = ours.batch_decode(ids[:1], output_char_offsets=True)  # one sequence: lists of one
+    assert one["text"] == [ours.decode(ids[0])] and len(one["char_offsets"]) == 1
+    assert ours.batch_decode([], output_word_offsets=True) == {}
+    with pytest.raises(InputError, match=r"^logits for batch_decode must be \(batch, frames, vocab\), got shape "
+                                         r"\(2, 9, 3, 1\)$"):
+        ours.batch_decode(np.zeros((2, 9, 3, 1), np.float32))
+    with pytest.raises(InputError, match=r"^batch_decode takes a list of id sequences \(or \(batch, frames, vocab\) "
+                                         r"logits\), got ndarray; use decode for one sequence$"):
+        ours.batch_decode(np.array([1, 2, 3]))
+
+
+def test_save_writes_utf8_json_as_transformers_does(tmp_path):
+    """Indented, non-ASCII characters as themselves, a final newline; an added token without saved
+    flags (a plain string in added_tokens_decoder) is written with transformers' defaults."""
+    import json
+
+    (tmp_path / "vocab.json").write_text(json.dumps({"<pad>": 0, "é": 1, "|": 2}, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {"3": "ß"}}))
+    tokenizer = CTCTokenizer.from_dir(tmp_path)
+    (tmp_path / "out").mkdir()
+    tokenizer.save(tmp_path / "out")
+    raw = (tmp_path / "out" / "vocab.json").read_bytes()
+    assert "é".encode() in raw and raw.endswith(b"}\n") and raw.startswith(b'{\n  "')
+    config = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["added_tokens_decoder"] == {"3": {"content": "ß", "lstrip": False, "rstrip": False,
+                                                    "normalized": False, "single_word": False, "special": False}}
