@@ -215,3 +215,83 @@ def test_short_gate_utterances_left_out_are_counted(tmp_path, caplog):
         batches = held_out_batches(tmp_path, {}, 160, min_frames=10)
     assert batches[0][0].shape == (1, 40, 160)
     assert "1 of 2 utterances are shorter than the model's 10 frames" in caplog.text
+
+
+def _frames(ids, vocab=5):
+    logits = np.zeros((len(ids), vocab), np.float32)
+    logits[np.arange(len(ids)), ids] = 4.0
+    return logits
+
+
+def test_metrics_by_hand():
+    """Two utterances of four frames: every figure computed here by hand."""
+    ref = np.stack([_frames([1, 1, 0, 2]), _frames([3, 3, 3, 0])])
+    got = np.stack([_frames([1, 0, 1, 2]), _frames([3, 3, 3, 0])])
+    batches = [(np.zeros((2, 4, 160), np.float32), np.ones((2, 4), np.int64))]
+    result = evaluate("int8", "CTC", CONFIG, lambda f, m: {"logits": ref}, lambda f, m: {"logits": got}, batches)
+    m = result.metrics
+    assert m["finite"] == 1.0 and m["max_abs"] == 4.0 and m["scaled_error"] == 1.0  # |4 - 0| / 4
+    assert m["mean_abs"] == pytest.approx(4 * 4.0 / 40)  # two frames differ, in two entries each: 4 of 40 values
+    assert m["agreement"] == pytest.approx(6 / 8)  # frames 1 and 2 of the first utterance changed winner
+    assert m["cosine"] == pytest.approx(2 / 4)  # the first utterance: 2 of 4 peaks shared
+    # greedy: [1, 2] -> [1, 1, 2] (one insertion) and [3] -> [3]: 1 error in 3 reference tokens
+    assert m["cer"] == pytest.approx(100 / 3)
+    assert result.failures == ["scaled_error 1 > max_scaled_error 0.1", "cosine 0.5 < min_cosine 0.98",
+                               "agreement 0.75 < min_agreement 0.95", "cer 33.3333 > max_cer 0.5"]
+    assert result.report().splitlines()[0] == "int8 accuracy gate FAILED:"
+    assert "  cer                    33.3333" in result.report().splitlines()
+    assert result.report().splitlines()[-1] == "  FAIL cer 33.3333 > max_cer 0.5"
+    assert result.record() == {"passed": False, "metrics": m, "thresholds": result.thresholds,
+                               "failures": result.failures}
+
+
+def test_the_blank_is_the_configs_pad_token():
+    ref = np.stack([_frames([3, 1, 3, 1])])  # with 3 as the blank: "1 1"; with 0: "3 1 3 1"
+    got = np.stack([_frames([1, 1, 1, 1])])  # "1" whatever the blank
+    batches = [(np.zeros((1, 4, 160), np.float32), np.ones((1, 4), np.int64))]
+    run = lambda config: evaluate("int8", "CTC", config, lambda f, m: {"logits": ref},  # noqa: E731
+                                  lambda f, m: {"logits": got}, batches).metrics["cer"]
+    assert run({**CONFIG, "pad_token_id": 3}) == pytest.approx(50.0)  # [1, 1] vs [1]
+    assert run(CONFIG) == pytest.approx(75.0)  # [3, 1, 3, 1] vs [1]
+
+
+def test_zero_outputs_count_as_equal():
+    zeros = lambda f, m: {"embeddings": np.zeros((2, 12), np.float32)}  # noqa: E731
+    result = evaluate("int8", "XVector", CONFIG, zeros, zeros, BATCHES)
+    assert result.passed and result.metrics["cosine"] == 1.0 and result.metrics["scaled_error"] == 0.0
+
+
+def test_thresholds_per_head_and_precision():
+    assert thresholds("int8", "CTC") == {"min_cosine": 0.98, "min_agreement": 0.95, "max_cer": 0.5,
+                                         "max_scaled_error": 0.1}
+    assert thresholds("fp16", "AudioFrameClassification") == {"min_cosine": 0.999, "min_agreement": 0.99,
+                                                              "max_scaled_error": 5e-3}
+    assert thresholds("int4", "Model") == {"min_cosine": 0.95, "max_scaled_error": 0.25}
+
+
+def test_override_refusals_name_what_is_allowed():
+    from runtime.errors import OptionError
+
+    known = "['max_cer', 'max_scaled_error', 'min_agreement', 'min_cosine'] and PRECISION in ['fp16', 'int4', " \
+            "'int8', 'int8-qdq']"
+    for item in ("bogus=1", "max_cer", "fp8.max_cer=1"):
+        with pytest.raises(OptionError) as caught:
+            parse_overrides([item])
+        assert str(caught.value) == f"gate override {item!r} is not [PRECISION.]KEY=VALUE with KEY in {known}"
+    with pytest.raises(OptionError) as caught:
+        parse_overrides(["int8.max_cer=low"])
+    assert str(caught.value) == "gate override 'int8.max_cer=low': 'low' is not a number"
+    assert parse_overrides(["int8-qdq.max_cer=2", "min_cosine=0.5"]) == {"int8-qdq": {"max_cer": 2.0},
+                                                                       "*": {"min_cosine": 0.5}}
+    assert parse_overrides(None) == {} and parse_overrides([]) == {}
+    with pytest.raises(OptionError) as caught:
+        thresholds("int8", "XVector", parse_overrides(["int8.max_cer=1", "min_agreement=0"]))
+    assert str(caught.value) == ("gate override min_agreement does not apply to the int8 gate of the XVector head; its "
+                                 "thresholds are max_scaled_error, min_cosine")
+
+
+def test_gate_row_text():
+    assert GateRow("cer", 0.25, 0.5, 1).row() == f"{'cer':<14} {'0.25':<12}{'':<26} {'<= 0.5':<10} ok"
+    row = GateRow("cosine", 0.97, 0.98, -1, recorded=0.99)
+    assert row.row() == f"{'cosine':<14} {'0.97':<12}{' (at export 0.99)':<26} {'>= 0.98':<10} FAIL"
+    assert GateRow("cer", 0.5, 0.5, 1).ok and GateRow("cosine", 0.98, 0.98, -1).ok  # bounds are inclusive
