@@ -36,9 +36,9 @@ def reference_backend(batch_size: int):
 
     from exporter.model.checkpoint import load_model
     from exporter.model.conformer import conv_output_lengths
-    from runtime.tokenizer import CTCTokenizer
-    from runtime.features import FeatureExtractor
     from exporter.model.sources import BUNDLED
+    from runtime.features import FeatureExtractor
+    from runtime.tokenizer import CTCTokenizer
 
     model, extractor, decoder = load_model(None), FeatureExtractor(), CTCTokenizer.from_dir(BUNDLED)
 

@@ -96,8 +96,9 @@ def markdown(result: dict, machine: str) -> str:
              f"of which attention | budget ms at the bar |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     labelled = [(str(i), r) for i, r in enumerate(result["rounds"], 1)] + ([("median", med)] if med else [])
     for label, r in labelled:
-        lines.append(f"| {label} | {r['roof']:.0f} | {r['run_ms']:.1f} | {r['matmul_ms']:.1f} | {r['model_pct']:.1f}% | "
-                     f"{r['ceiling_pct']:.1f}% | {r['other_ms']:.1f} | {r['attention_ms']:.1f} | {r['budget_ms']:.1f} |")
+        lines.append(f"| {label} | {r['roof']:.0f} | {r['run_ms']:.1f} | {r['matmul_ms']:.1f} | "
+                     f"{r['model_pct']:.1f}% | {r['ceiling_pct']:.1f}% | {r['other_ms']:.1f} | "
+                     f"{r['attention_ms']:.1f} | {r['budget_ms']:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,9 @@ def _numbers(kind):
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0),
               help="Untimed runs per case and backend.")
 @click.option("--quick", is_flag=True, help="1 and 5 s, batch 1, 3 repeats: a few minutes at most.")
-@click.option("--work-dir", type=click.Path(), help="Keep exports here to reuse them across runs of the same source; a folder holding another source's files (or unknown ones) is refused, never cleared.")
+@click.option("--work-dir", type=click.Path(),
+              help="Keep exports here to reuse them across runs of the same source; a folder holding another "
+                   "source's files (or unknown ones) is refused, never cleared.")
 @click.option("--precision", default="fp32", show_default=True,
               help="Variants to export and time (as for export), e.g. fp32,int8,int8-qdq,int4.")
 @click.option("--gate", "gate_overrides", multiple=True, metavar="[PRECISION.]KEY=VALUE",
@@ -68,7 +70,8 @@ def benchmark(source, preset, out_dir, durations, batches, threads, repeats, war
 
     from .harness import Grid
     from .report import print_table
-    from .run import QUICK, benchmark as run_benchmark, grid_size
+    from .run import QUICK, grid_size
+    from .run import benchmark as run_benchmark
 
     if quick:
         grid = Grid(QUICK.durations, QUICK.batches, threads or os.cpu_count() or 1, QUICK.warmup, QUICK.repeats,

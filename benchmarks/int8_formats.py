@@ -62,8 +62,8 @@ def build(fp32: Path, folder: Path, calibration, formats: dict) -> dict[str, Pat
 
 def gate_figures(folder: Path) -> dict[str, dict[str, float]]:
     """Gate metrics of every format in `folder` (written by prepare_accuracy) on this process's CPU."""
-    from exporter.quantize.gates import evaluate
     from exporter.parity.runners import ort_runner
+    from exporter.quantize.gates import evaluate
 
     meta = json.loads((folder / "meta.json").read_text())
     data = np.load(folder / "gate.npz")
@@ -78,8 +78,8 @@ def gate_figures(folder: Path) -> dict[str, dict[str, float]]:
 
 def prepare_accuracy(folder: Path) -> None:
     """Export the bundled model, build every format, save the gate's held-out batches."""
-    from exporter.quantize.calibration import calibration_feeds, held_out_batches
     from exporter.export import export
+    from exporter.quantize.calibration import calibration_feeds, held_out_batches
 
     artifact = export(None, folder / "bundled")
     manifest = json.loads((artifact / "manifest.json").read_text())

@@ -49,8 +49,9 @@ def plan_peers(checkpoint: str | None, work: Path, int8: bool) -> tuple[list[dic
     elif checkpoint is not None:
         hints = ("f32", None) if openvino_default_precision() != "f32" else ("f32",)
         graphs = [("OpenVINO on plain export", str(work / "plain" / "model.onnx"), "fp32")]
-        graphs += [(f"OpenVINO on ours {precision} (tensorrt graph)", str(work / STANDARD_GRAPHS /
-                    f"model.{precision}.onnx"), precision) for precision in (("fp32", "int8-qdq") if int8 else ("fp32",))]
+        ours = ("fp32", "int8-qdq") if int8 else ("fp32",)
+        graphs += [(f"OpenVINO on ours {p} (tensorrt graph)", str(work / STANDARD_GRAPHS / f"model.{p}.onnx"), p)
+                   for p in ours]
         for hint in hints:
             for name, path, precision in graphs:
                 spec = {"name": name if hint else f"{name}, default hint", "kind": "openvino", "path": path,

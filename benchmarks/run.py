@@ -15,9 +15,9 @@ from runtime.manifest import MANIFEST_NAME, load_manifest
 
 from . import report
 from .backends import file_size, materialize, plan_backends
-from .peers import PEER_DISTRIBUTIONS, STANDARD_GRAPHS, plan_peers, prepare_ctranslate2
 from .harness import Grid, run_grid
 from .peaks import measure_peaks
+from .peers import PEER_DISTRIBUTIONS, STANDARD_GRAPHS, plan_peers, prepare_ctranslate2
 from .workdir import claim
 
 log = logging.getLogger("w2vbert")
@@ -149,7 +149,7 @@ def _benchmark(source, out_dir: Path, grid: Grid, work: Path, progress, command:
     data = run_grid(specs, grid, manifest.config, manifest.head, peaks, progress, parity_dir=work / "parity")
     log.info("measuring the peaks again: on a shared host they move between minutes, and the report says how far")
     peaks_after = measure_peaks(grid.threads)
-    for name, fact in data["backends"].items():
+    for fact in data["backends"].values():
         fact["file_bytes"] = file_size(fact["spec"])
     config = manifest.config
     data.update({

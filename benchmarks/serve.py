@@ -108,7 +108,8 @@ def measure_session(artifact: Path, waves, levels) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("artifact", type=Path, nargs="?", help="artifact to serve [a fresh export of the bundled model]")
+    parser.add_argument("artifact", type=Path, nargs="?",
+                        help="artifact to serve [a fresh export of the bundled model]")
     parser.add_argument("--concurrency", default="1,2,4,8")
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--min-seconds", type=float, default=0.6)

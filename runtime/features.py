@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DependencyError, InputError
+from .fbank_constants import FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, MIN_SAMPLES, PREEMPHASIS, VARIANCE_EPS  # noqa: F401
 from .inputs import is_whole
-from .fbank_constants import (FFT_LENGTH, FRAME_LENGTH, HOP_LENGTH, MEL_FLOOR, MIN_SAMPLES, PREEMPHASIS,  # noqa: F401
-                              VARIANCE_EPS)
 
 log = logging.getLogger("w2vbert")
 

@@ -174,7 +174,8 @@ class Processor:
             try:
                 rows = [[int(i) for i in r] for r in _items(labels, "input_ids")]
             except (TypeError, ValueError) as exc:
-                raise InputError(f"labels must be a list of id sequences (or of dicts with 'input_ids'): {exc}") from exc
+                raise InputError(f"labels must be a list of id sequences (or of dicts with 'input_ids'): "
+                                 f"{exc}") from exc
             ids, mask = _pad_ids(rows, self.tokenizer.pad_token_id if self.tokenizer else 0)
             if input_features is None:  # as transformers: labels alone come back as a tokenizer batch
                 out["input_ids"], out["attention_mask"] = np.array(ids, np.int64), np.array(mask, np.int64)

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from . import seal
 from .errors import ArtifactError, DependencyError, InputError, require
 from .features import HOP_LENGTH
 from .inputs import check_attention_memory, check_features, check_mask, check_waveform, is_whole
-from . import seal
 from .manifest import Manifest, check_matches_model, load_manifest
 from .providers import PROVIDERS, provider_options
 from .shapes import min_frames, min_samples
@@ -85,8 +85,10 @@ class Session:
             cache = (Path(cache_dir) if cache_dir else Path.home() / ".cache" / "w2vbert-deploy" / "ort-tensorrt") \
                 / artifact_cache_id(self.manifest, precision, provider, model_path)
         profile = engine_profile(self.manifest.data, precision) if self.manifest else None
-        providers = provider_options(provider, precision, cache, profile,
-                                     int(self.config["feature_projection_input_dim"])) if provider in PROVIDERS else None
+        providers = None
+        if provider in PROVIDERS:
+            providers = provider_options(provider, precision, cache, profile,
+                                         int(self.config["feature_projection_input_dim"]))
         self._session = _make_session(ort, model_path, provider, threads, spin, providers, memory_arena)
         if self.manifest is not None:
             check_matches_model(self.manifest, _metadata_map(self._session, model_path), model_path.name)
@@ -250,7 +252,8 @@ def _metadata_map(session, path: Path) -> dict[str, str]:
     try:
         return dict(session.get_modelmeta().custom_metadata_map)
     except (UnicodeDecodeError, RuntimeError) as exc:  # damaged metadata bytes
-        raise ArtifactError(f"{path}: its metadata is unreadable ({type(exc).__name__}: {exc}); the file is damaged") from exc
+        raise ArtifactError(f"{path}: its metadata is unreadable ({type(exc).__name__}: {exc}); "
+                            "the file is damaged") from exc
 
 
 def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:

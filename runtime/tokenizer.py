@@ -202,7 +202,9 @@ class CTCTokenizer:
         text = (" " if spaces_between_special_tokens else "").join(c for c, _, _ in chars).strip()
         if self.do_lower_case:
             text = text.lower()
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        clean = clean_up_tokenization_spaces
+        if clean is None:
+            clean = self.clean_up_tokenization_spaces
         if clean:
             for before, after in CLEAN_UP:
                 text = text.replace(before, after)

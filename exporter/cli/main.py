@@ -161,7 +161,8 @@ def verify(artifact, source, precision, backend, gate_data, gate_overrides):
 
         for row in verify_sherpa(artifact, source=source, gate_data=gate_data, gates=overrides):
             click.echo(row.row())
-        click.echo(f"{artifact}: sherpa-onnx parity{' and int8 gate' if manifest.data['sherpa_onnx'].get('int8') else ''} ok")
+        gate = " and int8 gate" if manifest.data["sherpa_onnx"].get("int8") else ""
+        click.echo(f"{artifact}: sherpa-onnx parity{gate} ok")
 
 
 @main.command()

@@ -56,7 +56,7 @@ def init_like_transformers(model, std: float = 0.02, seed: int = PRESET_SEED) ->
 def _init(model, std: float, generator) -> None:
     from torch import nn
 
-    for name, module in model.named_modules():
+    for module in model.modules():
         if isinstance(module, nn.Linear):
             module.weight.normal_(0.0, std, generator=generator)
             if module.bias is not None:

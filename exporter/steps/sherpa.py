@@ -30,8 +30,15 @@ from ..parity.reference import PARITY_SECONDS, example_audio, parity_record
 from ..quantize import gates
 from ..quantize.calibration import AUDIO_SUFFIXES, BUNDLED_GATE, gate_data_record, gate_files
 from ..quantize.convert import quantize
-from ..targets.sherpa_onnx import (DIR, logmel_batches, ort_runner, readme_text, sherpa_metadata,
-                                   subsampling_factor, tokens_text)
+from ..targets.sherpa_onnx import (
+    DIR,
+    logmel_batches,
+    ort_runner,
+    readme_text,
+    sherpa_metadata,
+    subsampling_factor,
+    tokens_text,
+)
 from ..trace.prepare import for_target
 from ..trace.trace import trace
 from .fp32 import build_variant
@@ -61,7 +68,8 @@ def add_sherpa(model, staging: Path, manifest: dict, opset: int, precisions, opt
 
 
 def _metadata(manifest: dict) -> dict[str, str]:
-    outputs = [{"name": "logits", "dtype": "float32", "shape": ["batch", "output_frames", manifest["config"]["vocab_size"]]},
+    vocab = manifest["config"]["vocab_size"]
+    outputs = [{"name": "logits", "dtype": "float32", "shape": ["batch", "output_frames", vocab]},
                {"name": "lengths", "dtype": "int64", "shape": ["batch"]}]
     return {**onnx_metadata(manifest), **sherpa_metadata(manifest["config"]), "w2vbert.inputs": json.dumps(INPUTS),
             "w2vbert.outputs": json.dumps(outputs)}

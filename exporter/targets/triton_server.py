@@ -10,8 +10,8 @@ Python-backend models of exporter.targets.triton_python. What starting it takes:
   next to the repository from links to the wheel's files.
 * The stub's embedded Python takes its prefix from the first ``python3`` on PATH (PYTHONPATH does
   not change that), so the running interpreter's folder goes first on PATH; PYTHONPATH also
-  carries the package root and this interpreter's site-packages. Its numpy must be 1.x (the backend's C++ tensor conversion
-  misreads numpy 2 arrays: measured), which the `serve` extra pins through nvidia-pytriton.
+  carries the package root and this interpreter's site-packages. Its numpy must be 1.x (the backend's C++ tensor
+  conversion misreads numpy 2 arrays: measured), which the `serve` extra pins through nvidia-pytriton.
 * On a machine without a GPU it logs CUDA / NVML / DCGM errors: harmless. Its log goes to a file,
   shown when it fails to start.
 """
@@ -23,8 +23,8 @@ import logging
 import os
 import re
 import signal
-import socket
 import site
+import socket
 import subprocess
 import sys
 import sysconfig

@@ -10,9 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from exporter.artifact import (PREPROCESSOR_DEFAULTS, build_manifest, copy_side_files, finish_manifest, io_spec,
-                               onnx_metadata, preprocessor_params, remove_stale_staging, staged_output, tool_versions,
-                               variant_entry)
+from exporter.artifact import (
+    PREPROCESSOR_DEFAULTS,
+    build_manifest,
+    copy_side_files,
+    finish_manifest,
+    io_spec,
+    onnx_metadata,
+    preprocessor_params,
+    remove_stale_staging,
+    staged_output,
+    tool_versions,
+    variant_entry,
+)
 from exporter.model.presets import preset_config
 from runtime.errors import ExportError, OptionError
 from runtime.manifest import SCHEMA, SCHEMA_VERSION, file_sha256

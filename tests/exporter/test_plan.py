@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from exporter.plan import (ENGINE_SOURCES, PRECISION_TARGETS, TritonPlan, check_out, check_precision, check_triton,
-                           make_plan, triton_model_name)
+from exporter.plan import (
+    ENGINE_SOURCES,
+    PRECISION_TARGETS,
+    TritonPlan,
+    check_out,
+    check_precision,
+    check_triton,
+    make_plan,
+    triton_model_name,
+)
 from runtime.errors import InputError, OptionError
 
 
@@ -66,8 +74,8 @@ def test_check_out_refusals(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     refused(lambda: check_out(tmp_path / "file", True), f"output {tmp_path / 'file'} exists and is not a directory; "
                                                         "choose a new directory for OUT")
-    refused(lambda: check_out(tmp_path / "file" / "sub", True), f"output {tmp_path / 'file' / 'sub'} cannot be "
-                                                                f"created: {tmp_path / 'file'} is a file, not a directory")
+    refused(lambda: check_out(tmp_path / "file" / "sub", True),
+            f"output {tmp_path / 'file' / 'sub'} cannot be created: {tmp_path / 'file'} is a file, not a directory")
     mine = tmp_path / "mine"
     mine.mkdir()
     for name in ("a.txt", "b.txt", "c.txt", "d.txt", "e.txt"):
@@ -85,8 +93,9 @@ def test_check_out_refusals(tmp_path, monkeypatch):
     refused(lambda: check_out(art, False), f"output {art} already exists; pass --force to replace it")
     check_out(art, True)  # files and folders its manifest lists: replaceable
     art2 = _artifact_dir(tmp_path / "art2", ["notes.txt", "z.txt", "y.txt", "x.txt"])
-    refused(lambda: check_out(art2, True), f"output {art2} is a w2vbert artifact but also holds notes.txt, x.txt, "
-                                           "y.txt, which its manifest does not list; move them away before replacing it")
+    refused(lambda: check_out(art2, True),
+            f"output {art2} is a w2vbert artifact but also holds notes.txt, x.txt, y.txt, which its manifest does not "
+            "list; move them away before replacing it")
 
 
 def test_check_out_where_nothing_can_be_created():
@@ -134,11 +143,12 @@ def test_make_plan_reads_the_source_and_carries_every_choice(tmp_path):
 
 def test_make_plan_refusals(tmp_path):
     out = tmp_path / "a"
-    refused(lambda: make_plan("tiny", out, target="tflite"), "target 'tflite' is unknown; expected one of ort, tensorrt")
-    refused(lambda: make_plan("tiny", out, opset=16), "opset 16 is outside 17..20 (LayerNormalization needs 17; torch's "
-                                                     "TorchScript exporter stops at 20)")
-    refused(lambda: make_plan("tiny", out, opset=21), "opset 21 is outside 17..20 (LayerNormalization needs 17; torch's "
-                                                     "TorchScript exporter stops at 20)")
+    refused(lambda: make_plan("tiny", out, target="tflite"),
+            "target 'tflite' is unknown; expected one of ort, tensorrt")
+    for opset in (16, 21):
+        refused(lambda opset=opset: make_plan("tiny", out, opset=opset),
+                f"opset {opset} is outside 17..20 (LayerNormalization needs 17; torch's TorchScript exporter stops "
+                "at 20)")
     make_plan("tiny", out, opset=17)
     make_plan("tiny", out, opset=20)
     refused(lambda: make_plan("tiny", out, engine={}), "--engine needs --target tensorrt (engines are built from "
@@ -158,5 +168,6 @@ def test_engine_plan_without_tensorrt_is_refused_before_any_work(tmp_path):
 
     with pytest.raises(DependencyError, match="tensorrt"):
         make_plan("tiny", tmp_path / "a", target="tensorrt", engine={"opt_batch": 2, "max_batch": 4})
-    with pytest.raises(InputError, match=r"^profile batch: need 1 <= min <= opt <= max, got 1, 9, 4$"):  # the profile is checked first, TensorRT or not
+    # the profile is checked first, TensorRT or not
+    with pytest.raises(InputError, match=r"^profile batch: need 1 <= min <= opt <= max, got 1, 9, 4$"):
         make_plan("tiny", tmp_path / "a", target="tensorrt", engine={"opt_batch": 9, "max_batch": 4})

@@ -3,10 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.decode import (cosine_similarity, edit_distance, error_rates, frame_labels, greedy_ids, softmax,
-                            top_labels)
-from runtime.tokenizer import CTCTokenizer
+from runtime.decode import cosine_similarity, edit_distance, error_rates, frame_labels, greedy_ids, softmax, top_labels
 from runtime.errors import ArtifactError, InputError
+from runtime.tokenizer import CTCTokenizer
 from tests.conftest import FIXTURE
 
 
@@ -21,7 +20,7 @@ def test_greedy_decoding_equals_transformers_batch_decode(tokenizer):
     rng = np.random.default_rng(0)
     vocab = len(tokenizer)
     rows = []
-    for n in range(200):
+    for _ in range(200):
         length = int(rng.integers(0, 40))
         # Runs of repeats, blanks (0), delimiters (4) and specials (1-3) all occur.
         row = rng.choice(vocab, size=length, p=None)

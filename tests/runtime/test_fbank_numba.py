@@ -42,7 +42,8 @@ def test_group_boundaries_match_the_numpy_front_end(frames):
     got, expected = ours._logmel(wave), reference._logmel(wave)
     assert got.shape == expected.shape == (frames, 80)
     err = np.abs(got - expected).max()
-    assert err <= 1e-5, f"log-mel differs by {err:.2e} at frame {np.unravel_index(np.abs(got - expected).argmax(), got.shape)}"
+    where = np.unravel_index(np.abs(got - expected).argmax(), got.shape)
+    assert err <= 1e-5, f"log-mel differs by {err:.2e} at frame {where}"
 
 
 def test_without_numba_the_numpy_front_end_runs(monkeypatch, caplog):

@@ -34,11 +34,13 @@ def test_check_features_returns_contiguous_float32_of_the_same_values():
 
 
 @pytest.mark.parametrize("value,message", [
-    (np.zeros((3, 4)), "input_features must have rank 3 [batch, frames, 4], got shape (3, 4) (add a batch axis: x[None])"),
+    (np.zeros((3, 4)),
+     "input_features must have rank 3 [batch, frames, 4], got shape (3, 4) (add a batch axis: x[None])"),
     (np.zeros((1, 2, 3, 4)), "input_features must have rank 3 [batch, frames, 4], got shape (1, 2, 3, 4)"),
     (np.zeros((1, 3, 4), np.int16), "input_features must be floating point (float32 expected), got int16; integer "
                                     "audio must go through the FeatureExtractor first"),
-    (np.zeros((1, 3, 5), np.float32), "input_features last axis must be 4 (80 mel bins x stride 2), got shape (1, 3, 5)"),
+    (np.zeros((1, 3, 5), np.float32),
+     "input_features last axis must be 4 (80 mel bins x stride 2), got shape (1, 3, 5)"),
     (np.zeros((0, 3, 4), np.float32), "input_features is empty: shape (0, 3, 4)"),
     (np.zeros((1, 0, 4), np.float32), "input_features is empty: shape (1, 0, 4)"),
     (np.array([[[0, 0, np.nan, 0], [np.inf, 0, 0, 0]]]), "input_features holds 2 NaN/Inf values (first at (0, 0, 2)); "
@@ -73,8 +75,10 @@ def test_check_mask_accepts_right_padded_masks_of_any_integer_or_bool_dtype():
     (np.ones((1, 3), np.int64), "attention_mask shape (1, 3) does not match input_features [batch, frames] = (2, 3)"),
     (np.array([[1, 1, 2], [1, 1, 1]]), "attention_mask must hold only 0 and 1, got values in [1, 2]"),
     (np.array([[1, 1, 1], [-1, 1, 1]]), "attention_mask must hold only 0 and 1, got values in [-1, 1]"),
-    (np.array([[1, 1, 1], [1, 0, 1]]), "attention_mask row 1 is not right-padded (1s then 0s); pad utterances at the end"),
-    (np.array([[0, 1, 1], [1, 1, 1]]), "attention_mask row 0 is not right-padded (1s then 0s); pad utterances at the end"),
+    (np.array([[1, 1, 1], [1, 0, 1]]),
+     "attention_mask row 1 is not right-padded (1s then 0s); pad utterances at the end"),
+    (np.array([[0, 1, 1], [1, 1, 1]]),
+     "attention_mask row 0 is not right-padded (1s then 0s); pad utterances at the end"),
 ])
 def test_check_mask_refusals(mask, message):
     refused(lambda: check_mask(mask, 2, 3, 4 if mask is None else 1), message)
@@ -101,15 +105,16 @@ def test_check_waveform_returns_a_batch_and_its_lengths():
 
 
 @pytest.mark.parametrize("wave,lengths,message", [
-    (np.zeros((1, 1, 900), np.float32), None, "waveform must be float [batch, samples], got shape (1, 1, 900) dtype float32"),
+    (np.zeros((1, 1, 900), np.float32), None,
+     "waveform must be float [batch, samples], got shape (1, 1, 900) dtype float32"),
     (np.zeros((2, 900), np.int16), None, "waveform must be float [batch, samples], got shape (2, 900) dtype int16"),
     (np.r_[np.zeros(899), np.nan][None], None, "waveform holds NaN/Inf samples"),
     (np.zeros((2, 900)), np.array([900.0, 900.0]), "lengths must be integers of shape (2,), got float64 (2,)"),
     (np.zeros((2, 900)), np.array([900]), "lengths must be integers of shape (2,), got int64 (1,)"),
-    (np.zeros((2, 900)), np.array([901, 900]), "lengths must lie in [600, 900] samples, got [900, 901] (audio too short, "
-                                               "or lengths beyond the padded batch)"),
-    (np.zeros((2, 900)), np.array([599, 900]), "lengths must lie in [600, 900] samples, got [599, 900] (audio too short, "
-                                               "or lengths beyond the padded batch)"),
+    (np.zeros((2, 900)), np.array([901, 900]),
+     "lengths must lie in [600, 900] samples, got [900, 901] (audio too short, or lengths beyond the padded batch)"),
+    (np.zeros((2, 900)), np.array([599, 900]),
+     "lengths must lie in [600, 900] samples, got [599, 900] (audio too short, or lengths beyond the padded batch)"),
     (np.zeros((1, 500)), None, "lengths must lie in [600, 500] samples, got [500, 500] (audio too short, or lengths "
                                "beyond the padded batch)"),
     ("wave.wav", None, "waveform must be a numpy array, got str"),

@@ -65,7 +65,6 @@ def test_sample_words_are_the_transcripts(session):
 
 def test_chunked_long_audio_keeps_every_word_once_with_global_times(session, artifact, long_recording):
     from runtime import pipeline
-
     from runtime.decode import edit_distance
 
     _, audio, starts = long_recording

@@ -128,7 +128,8 @@ def test_lower_case_vocabularies_upper_case_the_text(tmp_path, theirs):
 
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate("ABCDEFG'")}}
     (tmp_path / "vocab.json").write_text(json.dumps(vocab))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "clean_up_tokenization_spaces": True}))
+    options = {"do_lower_case": True, "clean_up_tokenization_spaces": True}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(options))
     hf = transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(tmp_path))
     mine = CTCTokenizer.from_dir(tmp_path)
     for text in ["abc def", "Bad 'cafe' ?", "g<unk>A"]:
@@ -202,7 +203,7 @@ def test_decode_output_names_what_it_lacks(ours):
     out = ours.decode([5, 6], output_char_offsets=True)
     assert out.text == out["text"] and out.word_offsets is None
     with pytest.raises(AttributeError, match="^shape$"):
-        out.shape
+        _ = out.shape
 
 
 def test_unreadable_tokenizer_files_are_artifact_errors(tmp_path):

@@ -99,13 +99,15 @@ def _free_port() -> str:
 CASES = [
     # --- data lost or silently wrong
     Case("force-into-a-user-dir", lambda t, a: (_file(t, "userdir/notes.txt"),
-         ["export", "tiny", "-o", str(t / "userdir"), "--force"])[1], 2, "no w2vbert artifact", keep=["userdir/notes.txt"]),
+         ["export", "tiny", "-o", str(t / "userdir"), "--force"])[1], 2, "no w2vbert artifact",
+         keep=["userdir/notes.txt"]),
     Case("force-into-the-current-dir", lambda t, a: (_file(t, "here/notes.txt"), os.chdir(t / "here"),
          ["export", "tiny", "-o", ".", "--force"])[2], 2, "is the current directory", keep=["here/notes.txt"]),
     Case("force-over-an-artifact-with-user-files", lambda t, a: (_file(_artifact_copy(t, a, "art"), "mine.txt"),
          ["export", "tiny", "-o", str(t / "art"), "--force"])[1], 2, "also holds mine.txt", keep=["art/mine.txt"]),
     Case("triton-models-replaced-silently", lambda t, a: ["export", "tiny", "-o", str(t / "out"), "--triton-repo",
-         str(_triton_repo(t))], 2, "pass --force to replace those models", keep=["repo/w2vbert_model_fp32/config.pbtxt"],
+         str(_triton_repo(t))], 2, "pass --force to replace those models",
+         keep=["repo/w2vbert_model_fp32/config.pbtxt"],
          absent=["out"]),
     Case("npy-name-clash", lambda t, a: _xvector_saves(t, a, existing=False), 2, "would both be saved as",
          absent=["emb"]),
@@ -113,7 +115,8 @@ CASES = [
          keep=["emb/a.npy"]),
     # --- tracebacks instead of one line
     Case("out-under-proc", lambda t, a: ["export", "tiny", "-o", "/proc/w2vbert-x"], 2, "cannot be created"),
-    Case("out-under-a-file", lambda t, a: (_file(t, "file.flac"), ["export", "tiny", "-o", str(t / "file.flac/sub")])[1],
+    Case("out-under-a-file",
+         lambda t, a: (_file(t, "file.flac"), ["export", "tiny", "-o", str(t / "file.flac/sub")])[1],
          2, "is a file, not a directory", keep=["file.flac"]),
     Case("triton-repo-is-a-file", lambda t, a: (_file(t, "some.flac"), ["export", "tiny", "-o", str(t / "out"),
          "--triton-repo", str(t / "some.flac")])[1], 2, "is not a directory", keep=["some.flac"], absent=["out"]),
@@ -142,7 +145,8 @@ CASES = [
     Case("serve-on-a-port-in-use", lambda t, a: ["serve", str(a["digits"]), "--http-port", _busy_port(),
          "--grpc-port", _free_port(), "--metrics-port", _free_port()], 2, "is not free (Address already in use)"),
     # --- output and habits
-    Case("transcribe-a-directory", lambda t, a: ["transcribe", str(a["digits"]), str(t)], 2, "is a directory; pass audio files"),
+    Case("transcribe-a-directory", lambda t, a: ["transcribe", str(a["digits"]), str(t)], 2,
+         "is a directory; pass audio files"),
     Case("transcribe-tiny-chunks", lambda t, a: ["transcribe", str(a["digits"]), str(SAMPLE), "--chunk-seconds", "0.1",
          "--overlap-seconds", "0"], 2, "chunk_seconds must be >= 1"),
     Case("transcribe-negative-overlap", lambda t, a: ["transcribe", str(a["digits"]), str(SAMPLE),

@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from exporter.quantize import convert as quantize_module
 from exporter.cli import main
 from exporter.export import export
-from exporter.quantize.gates import parse_overrides, thresholds
 from exporter.parity.compare import SCALED, TOLERANCES, compare
+from exporter.quantize import convert as quantize_module
+from exporter.quantize.gates import parse_overrides, thresholds
 from exporter.quantize.sensitivity import group_of, layer_groups
 from exporter.steps.precisions import QuantOptions
 from runtime import Session
@@ -45,9 +45,9 @@ def trt_qdq(tmp_path_factory):
 def test_every_precision_passes_the_default_gate(fixture_artifact, precision):
     """The README's export of every precision: the default thresholds hold with a wide margin
     (measured on AVX2 and on SSE4.2, whose exact int8 sums stand for VNNI: int8-formats.md)."""
+    from exporter.parity.runners import ort_runner
     from exporter.quantize.calibration import held_out_batches
     from exporter.quantize.gates import evaluate
-    from exporter.parity.runners import ort_runner
 
     manifest = json.loads((fixture_artifact / "manifest.json").read_text())
     variant = manifest["variants"][precision]

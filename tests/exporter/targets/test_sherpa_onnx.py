@@ -18,8 +18,8 @@ sherpa_onnx = pytest.importorskip("sherpa_onnx", reason="needs sherpa-onnx (the 
 from exporter.cli import main  # noqa: E402
 from exporter.export import export  # noqa: E402
 from exporter.model.sources import BUNDLED  # noqa: E402
-from exporter.targets.sherpa_onnx import decode_waves as decode  # noqa: E402
 from exporter.steps.precisions import QuantOptions  # noqa: E402
+from exporter.targets.sherpa_onnx import decode_waves as decode  # noqa: E402
 from runtime import Session  # noqa: E402
 from runtime.audio import load_audio  # noqa: E402
 from runtime.decode import edit_distance  # noqa: E402

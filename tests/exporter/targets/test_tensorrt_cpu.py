@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 
 from runtime.errors import DependencyError
+from runtime.trt_profile import (
+    PLAN_OF_VARIANT,
+    ShapeProfile,
+    engine_cache_key,
+    engine_profile,
+    files_digest,
+    gpu_identity,
+    timing_cache_name,
+)
 from tests.conftest import run_in_threads
-from runtime.trt_profile import (PLAN_OF_VARIANT, ShapeProfile, engine_cache_key, engine_profile, files_digest,
-                                 gpu_identity, timing_cache_name)
 
 
 def fake_module(monkeypatch, name: str, **attrs):
@@ -61,7 +68,8 @@ def engine_runner(monkeypatch, tmp_path):
 
 
 def feeds(value: float):
-    return {"input_features": np.full((1, 5, 160), value / 800, np.float32), "attention_mask": np.ones((1, 5), np.int64)}
+    return {"input_features": np.full((1, 5, 160), value / 800, np.float32),
+            "attention_mask": np.ones((1, 5), np.int64)}
 
 
 def test_engine_outputs_survive_the_next_call(engine_runner):
@@ -97,7 +105,8 @@ def test_profile_of_an_int8_qdq_variant_is_the_int8_plans():
 
 def test_cache_keys_cover_the_weights_and_timing_caches_the_gpu():
     graph = {"model.fp32.onnx": "a" * 64}
-    one, other = files_digest({**graph, "model.fp32.onnx.data": "b" * 64}), files_digest({**graph, "model.fp32.onnx.data": "c" * 64})
+    one = files_digest({**graph, "model.fp32.onnx.data": "b" * 64})
+    other = files_digest({**graph, "model.fp32.onnx.data": "c" * 64})
     assert one != other  # two checkpoints of one architecture: same graph, other weights
     assert files_digest({"x": "1", "y": "2"}) == files_digest({"y": "2", "x": "1"})
     keys = {engine_cache_key(d, "10.16.0", "H200", "9.0", "fp16", {}) for d in (one, other)}
@@ -130,7 +139,8 @@ def test_onnxruntime_falling_back_to_the_cpu_is_refused():
     from runtime.session import check_provider_used
 
     session = types.SimpleNamespace(get_providers=lambda: ["CPUExecutionProvider"])
-    with pytest.raises(DependencyError, match="did not start TensorrtExecutionProvider .it runs on CPUExecutionProvider"):
+    with pytest.raises(DependencyError,
+                       match="did not start TensorrtExecutionProvider .it runs on CPUExecutionProvider"):
         check_provider_used(session, "TensorrtExecutionProvider")
     check_provider_used(types.SimpleNamespace(get_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]),
                         "CUDAExecutionProvider")
@@ -178,7 +188,10 @@ def fake_tensorrt(monkeypatch, strong: bool, flags: bool):
 def fake_polygraphy(monkeypatch, recorder):
     fake_module(monkeypatch, "polygraphy")
     fake_module(monkeypatch, "polygraphy.backend")
-    profile = type("Profile", (), {"add": lambda self, name, **shapes: recorder.calls.append(("Profile.add", (name,), shapes))})
+    def add(self, name, **shapes):
+        recorder.calls.append(("Profile.add", (name,), shapes))
+
+    profile = type("Profile", (), {"add": add})
     fake_module(monkeypatch, "polygraphy.backend.trt", Profile=profile,
                 **{n: recorder.loader(n) for n in ("CreateConfig", "EngineBytesFromNetwork", "NetworkFromOnnxPath",
                                                    "PostprocessNetwork")})

@@ -21,6 +21,8 @@ pytest.importorskip("pytriton", reason="needs the serve extra: pip install -e '.
 http = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the serve extra)")
 grpc = pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] (the serve extra)")
 
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
 from exporter.export import export  # noqa: E402
 from exporter.model.sources import BUNDLED  # noqa: E402
 from exporter.plan import TritonPlan  # noqa: E402
@@ -29,7 +31,6 @@ from exporter.targets.triton_server import Ports, TritonServer, free_ports  # no
 from runtime import Session  # noqa: E402
 from runtime.audio import load_audio  # noqa: E402
 from tests.conftest import run_in_threads  # noqa: E402
-from tritonclient.utils import InferenceServerException  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = sorted((BUNDLED / "samples").glob("*.wav"))
@@ -282,7 +283,8 @@ def test_serve_from_the_venv_by_path_without_activation_from_another_directory(s
         client = http.InferenceServerClient(f"127.0.0.1:{ports[0]}", network_timeout=60)
         try:
             wave = load_audio(SAMPLES[1])
-            assert text(client.infer("w2vbert_ctc_audio", audio_inputs(http, wave))) == Session(art).transcribe([wave])[0]
+            expected = Session(art).transcribe([wave])[0]
+            assert text(client.infer("w2vbert_ctc_audio", audio_inputs(http, wave))) == expected
             with pytest.raises(InferenceServerException) as caught:
                 client.infer("w2vbert_ctc_audio", audio_inputs(http, np.full(8000, np.nan, np.float32)))
             assert caught.value.status() == "400" and "NaN or Inf" in str(caught.value)
@@ -342,7 +344,7 @@ def test_serve_options_reach_the_running_models(served, tmp_path):
             assert text(client.infer("digits_audio", audio_inputs(http, wave))) == Session(art).transcribe([wave])[0]
         finally:
             client.close()
-        with pytest.raises(Exception):  # it listens on the --host address only
+        with pytest.raises(ConnectionRefusedError):  # it listens on the --host address only
             http.InferenceServerClient(f"127.0.0.1:{ports[0]}", connection_timeout=2).is_server_live()
         os.kill(proc.pid, signal.SIGTERM)
         code = proc.wait(timeout=120)

@@ -133,9 +133,9 @@ def test_tensorrt_lint_accepts_our_graph_and_names_bad_nodes(tmp_path):
 
 
 def test_missing_fusion_is_an_error_not_a_silent_fallback():
-    from exporter.trace.prepare import check_fused
     from exporter.model.heads import build_model
     from exporter.model.presets import preset_config
+    from exporter.trace.prepare import check_fused
     from runtime.errors import ExportError
 
     model = build_model(preset_config("tiny"))
