@@ -263,7 +263,7 @@ class FeatureExtractor:
         elif w.dtype.kind != "f":
             raise InputError(f"audio {index} has dtype {w.dtype}; expected float samples in [-1, 1] or int16 PCM")
         if w.ndim != 1:
-            # One rule for 2-D audio (README "Runtime"): only the whole input may be a 2-D batch.
+            # One rule for 2-D audio (README.md, "Runtime"): only the whole input may be a 2-D batch.
             raise InputError(f"audio {index} has shape {w.shape}; one utterance is 1-D samples (a 2-D array is a "
                              "batch (batch, samples) only as the whole input; downmix multi-channel audio first, "
                              "e.g. audio.mean(axis=0) for (channels, samples))")

@@ -10,7 +10,7 @@ Called and answering as ``transformers.pipeline`` does for these two tasks::
 
 Inputs: a sound-file path, a 1-D float array at the model's rate, bytes of a sound file, a
 ``{"raw" | "array": samples, "sampling_rate": rate}`` dict (resampled), or a list of these
-(answered as a list). Where this differs from transformers, it says so in the README:
+(answered as a list). Where this differs from transformers, it says so in runtime/README.md:
 long audio is always chunked (30 s, 2 s context; transformers needs ``chunk_length_s``),
 a 2-D array is refused (transformers reads it as channels), and an end time past the
 recording's last sample is clipped to its duration.

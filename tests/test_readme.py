@@ -61,3 +61,29 @@ def test_what_the_readme_commands_write_into_the_checkout_is_ignored(written):
         pytest.skip("not a git checkout (an installed copy): nothing to ignore")
     done = subprocess.run(["git", "check-ignore", "--no-index", "-q", written], cwd=ROOT)
     assert done.returncode == 0, f"{written} is not covered by .gitignore"
+
+
+def _architecture() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("## Architecture"):].split("```text\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_architecture_names_every_module_and_folder_there_is():
+    block = _architecture()
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", block))
+    for package in ("exporter", "runtime", "benchmarks"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.stem.startswith("__") or "results" in path.parts:
+                continue
+            assert path.stem in words, f"README's Architecture does not name {path.relative_to(ROOT)}"
+        for folder in sorted(p for p in (ROOT / package).iterdir() if p.is_dir() and (p / "__init__.py").is_file()):
+            assert f"{folder.name}/" in block, f"README's Architecture does not name {folder.relative_to(ROOT)}/"
+
+
+def test_the_architecture_names_only_files_that_exist():
+    for name in re.findall(r"([a-z_]+\.py)", _architecture()):
+        assert list(ROOT.glob(f"*/{name}")) or list(ROOT.glob(f"*/*/{name}")), f"README names {name}, which is gone"
+
+
+def test_the_readme_is_a_first_five_minutes():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200

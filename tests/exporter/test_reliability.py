@@ -18,7 +18,7 @@ from runtime.manifest import load_manifest
 from ..conftest import permissive_gate_args, permissive_quant
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFEST_DIFFERENCES = {"created"}  # documented in README "Guarantees"
+MANIFEST_DIFFERENCES = {"created"}  # documented in exporter/README.md "Guarantees"
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

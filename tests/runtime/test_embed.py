@@ -91,7 +91,7 @@ def test_host_reports_package_errors(host, tmp_path):
 
 
 def test_import_runtime_is_light():
-    """No torch or transformers, and fast: the figure is recorded in README (Deploying)."""
+    """No torch or transformers, and fast: the figure is recorded in runtime/README.md."""
     code = ("import time, sys; t = time.perf_counter(); import runtime; "
             "print(time.perf_counter() - t, 'torch' in sys.modules, 'transformers' in sys.modules)")
     started = time.perf_counter()
