@@ -6,8 +6,7 @@ The held-out set is synthesised like the training set (espeak-ng, see
 benchmarks/fixtures/make_fixture.py) with other seeds: new sentences from the
 10 training voices, and sentences from 3 voices never used in training.
 Backends: the PyTorch reference, transformers (when installed), and every
-variant of a fresh export of the bundled model. Later precisions add rows by
-re-running this script.
+variant of a fresh export of the bundled model (every precision of runtime.precisions).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.decode import error_rates
+from runtime.precisions import PRECISIONS as REGISTRY
 
 
 def held_out_sets(per_set: int):
@@ -100,9 +100,9 @@ def session_backend(artifact: Path, precision: str, batch_size: int):
     return lambda waves: session.transcribe(waves, batch_size=batch_size)
 
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-qdq", "int4")
-# Issue 8's bounds on the CER change (absolute, percent) against the fp32 variant.
-CER_BOUNDS = {"fp16": 0.1, "int8": 0.5, "int8-qdq": 0.5}
+PRECISIONS = tuple(REGISTRY)
+# the bound on the CER change (absolute, percent) against the fp32 variant: each precision's gate
+CER_BOUNDS = {name: p.gate["max_cer"] for name, p in REGISTRY.items() if "max_cer" in p.gate}
 
 
 def main(argv=None) -> None:

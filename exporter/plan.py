@@ -16,8 +16,8 @@ from pathlib import Path
 
 from runtime.errors import OptionError
 from runtime.manifest import MANIFEST_NAME, SCHEMA
+from runtime.precisions import PRECISIONS
 from runtime.shapes import min_frames
-from runtime.trt_profile import PLAN_OF_VARIANT
 
 from .model.config import W2VBertConfig
 from .model.registry import HEAD_NAMES  # noqa: F401 - the CLI's --head choices
@@ -27,21 +27,15 @@ TARGETS = ("ort", "tensorrt")
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # LayerNormalization
 MAX_OPSET = 20  # torch 2.13's TorchScript exporter (torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
-# precision -> targets it can be built for (int8 dynamic and int4 use ORT-only operators).
-PRECISION_TARGETS = {"fp32": ("ort", "tensorrt"), "fp16": ("ort", "tensorrt"), "int8": ("ort",),
-                     "int8-qdq": ("ort", "tensorrt"), "int4": ("ort",)}
-PRECISIONS = tuple(PRECISION_TARGETS)
 CALIBRATORS = ("percentile", "entropy", "minmax")
-# Each TensorRT plan is built, strongly typed, from the ONNX variant the accuracy gate judged
-# (runtime.trt_profile.PLAN_OF_VARIANT: fp16 from model.fp16.onnx, whose norms / softmax / reductions
-# are fp32; int8 from int8-qdq's Q/DQ nodes).
-ENGINE_SOURCES = {plan: onnx for onnx, plan in PLAN_OF_VARIANT.items()}  # plan precision -> ONNX variant
 
 
 def check_precision(precision: str, target: str) -> None:
-    if precision not in PRECISION_TARGETS:
-        raise OptionError(f"precision {precision!r} is unknown; expected one of {', '.join(PRECISION_TARGETS)}")
-    if target not in PRECISION_TARGETS[precision]:
+    """A precision of runtime.precisions that can be built for `target` (int8 dynamic and int4 use
+    onnxruntime-only operators)."""
+    if precision not in PRECISIONS:
+        raise OptionError(f"precision {precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
+    if target not in PRECISIONS[precision].targets:
         hint = " (use int8-qdq: explicit Q/DQ that TensorRT builds)" if precision == "int8" else ""
         raise OptionError(f"precision {precision} cannot target {target}: it needs onnxruntime-only "
                           f"operators{hint}")
@@ -156,7 +150,9 @@ class ExportPlan:
 
     @property
     def engine_precisions(self) -> list[str]:
-        return [PLAN_OF_VARIANT[p] for p in self.precisions if p in PLAN_OF_VARIANT]
+        """The TensorRT plans built from this export's variants, each strongly typed from the variant the
+        gate judged (fp16 from model.fp16.onnx, int8 from int8-qdq's Q/DQ nodes)."""
+        return [PRECISIONS[p].plan for p in self.precisions if PRECISIONS[p].plan]
 
 
 def make_plan(source=None, out="w2vbert-artifact", head: str | None = None, opset: int = DEFAULT_OPSET,

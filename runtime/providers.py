@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .precisions import PRECISIONS
+
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -41,11 +43,11 @@ def provider_options(provider: str, precision: str, cache_dir: Path | None, prof
         return [cuda, cpu]
     if provider != "tensorrt":
         raise ValueError(f"unknown provider {provider!r}")
+    row = PRECISIONS.get(precision)  # fp16 kernels for fp16; int8-qdq's Q/DQ nodes: explicit quantization
+    flags = dict(row.ort_trt) if row is not None else {"trt_fp16_enable": False, "trt_int8_enable": False}
     options = {
         "device_id": 0,
-        # fp16 kernels for the fp16 variant; Q/DQ nodes of int8-qdq are explicit quantization.
-        "trt_fp16_enable": precision in ("fp16", "int8-qdq"),
-        "trt_int8_enable": precision == "int8-qdq",
+        **flags,
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": True,

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 from .errors import DependencyError, InputError
+from .precisions import PRECISIONS
 
 FRAMES_PER_SECOND = 50  # stacked 160-dim frames: 10 ms hop x stride 2
 INSTALL_HINT = ("TensorRT engines need an NVIDIA GPU with its driver, and pip install 'w2vbert-deploy[gpu]' "
@@ -67,13 +68,11 @@ def check_in_profile(batch: int, frames: int, profile: dict) -> None:
                              f"(w2vbert export --engine --{'max-batch' if axis == 'batch' else 'max-seconds'})")
 
 
-# ONNX variant -> the TensorRT plan built from it (manifest["engines"] is keyed by plan precision)
-PLAN_OF_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8-qdq": "int8"}
-
-
 def engine_profile(manifest_data: dict, variant: str) -> dict | None:
-    """The optimization profile of the plan built from ONNX `variant` (an int8-qdq variant's plan is "int8")."""
-    plan = PLAN_OF_VARIANT.get(variant, variant)
+    """The optimization profile of the plan built from ONNX `variant` (an int8-qdq variant's plan is "int8";
+    manifest["engines"] is keyed by plan)."""
+    row = PRECISIONS.get(variant)
+    plan = row.plan if row is not None and row.plan else variant
     return manifest_data.get("engines", {}).get(plan, {}).get("profile")
 
 

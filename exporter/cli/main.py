@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from runtime.errors import OptionError, W2VBertError
+from runtime.precisions import PRECISIONS
 
 from ..plan import CALIBRATORS, DEFAULT_OPSET, HEAD_NAMES, TARGETS
 from .common import configure_logging, missing_extra, verbosity
@@ -60,8 +61,8 @@ def main(ctx, debug, quiet, verbose):
 @click.option("--head", type=click.Choice(HEAD_NAMES), help="Override the head named by config.json `architectures`.")
 @click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=int, help="ONNX opset (>= 17).")
 @click.option("--precision", default="fp32", show_default=True,
-              help="Comma-separated: fp32, fp16, int8 (dynamic, ort), int8-qdq (calibrated), int4 (ort). "
-                   "fp32 is always built; the others are gated against it.")
+              help="Comma-separated, of " + ", ".join(f"{p.name} ({'/'.join(p.targets)})" for p in PRECISIONS.values())
+                   + ". fp32 is always built; the others are gated against it.")
 @click.option("--calibration", type=click.Path(exists=True),
               help="int8-qdq: audio files / .npy features (file or dir) to calibrate on [bundled samples].")
 @click.option("--calibrator", type=click.Choice(CALIBRATORS), default="percentile",

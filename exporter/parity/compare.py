@@ -12,8 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.errors import ParityError
+from runtime.precisions import PRECISIONS, plan_precision
 
-# max abs error allowed, per comparison and per output (default key "*").
+# max abs error allowed per comparison that is not a precision, and per output (default key "*").
+# A precision's tolerance against the fp32 variant, and its TensorRT plan's against the reference
+# ("engine-<plan>"), are its row of runtime.precisions.
 TOLERANCES: dict[str, dict[str, float]] = {
     # our PyTorch reference vs transformers' PyTorch implementation
     "reference": {"*": 1e-5},
@@ -33,35 +36,48 @@ TOLERANCES: dict[str, dict[str, float]] = {
     # character times are frame counts x 40 ms on both sides (equal unless an argmax flips);
     # classification scores are softmaxes of logits that agree to the fp32 tolerance above
     "pipeline": {"*": 1e-4, "timestamp": 1e-6},
-    # Reduced precisions vs the fp32 variant, as a fraction of the output's largest magnitude
-    # (SCALED): their absolute error grows with the output scale. Used as the gates'
-    # max_scaled_error (exporter.quantize.gates), measured on the gate's held-out speech. Measured on the
-    # bundled model (benchmarks/results/int8-formats.md), AVX2 (saturating int8 kernel) / SSE4.2
-    # (exact int8 sums, as VNNI and AMX): fp16 3.7e-4 / 3.7e-4, int8 0.014 / 0.013, int8-qdq
-    # 0.026 / 0.024, int4 0.069 / 0.069 -- 4x or more under these bounds on both. Full-range int8
-    # weights reached 0.092 / 0.010 (int8) and 0.103 / 0.023 (int8-qdq): the AVX2 saturation the
-    # 7-bit weights remove. The task metrics judge accuracy; these bounds catch a broken conversion.
-    "fp16": {"*": 5e-3},
-    # bfloat16 keeps 8 significant bits (fp16: 11): OpenVINO running an fp32 graph in bf16 read 8.9e-3
-    # against transformers on the tiny preset (AMD Zen 4, AVX512_BF16; benchmarks/results/README.md)
+    # OpenVINO running an fp32 graph in bf16 (its default where the CPU has bf16 units), against
+    # transformers: bfloat16 keeps 8 significant bits (fp16: 11); 8.9e-3 read on the tiny preset
+    # (AMD Zen 4, AVX512_BF16; benchmarks/results/quick-bundled/). Scaled, as the reduced precisions.
     "bf16": {"*": 0.05},
-    "int8": {"*": 0.1},
-    "int8-qdq": {"*": 0.1},
-    "int4": {"*": 0.25},
-    # TensorRT plans vs the PyTorch reference. fp32 plans are built with TF32 off; their
-    # kernels still sum in other orders than onnxruntime's, hence 1e-3 rather than 1e-4.
-    "engine-fp32": {"*": 1e-3},
-    "engine-fp16": {"*": 1e-2},
-    "engine-int8": {"*": 0.1},
 }
-SCALED = frozenset({"fp16", "bf16", "int8", "int8-qdq", "int4", "engine-fp16", "engine-int8"})
+SCALED = frozenset({"bf16"})  # the scaled comparisons among TOLERANCES; every reduced precision's is too
+ENGINE_PREFIX = "engine-"  # "engine-<plan>": a TensorRT plan against the PyTorch reference
+
+
+def _precision_tolerance(kind: str) -> tuple[float, bool] | None:
+    """(tolerance, scaled) of a precision (against fp32) or of a TensorRT plan (against the reference)."""
+    if kind in PRECISIONS and PRECISIONS[kind].tolerance is not None:
+        return PRECISIONS[kind].tolerance, True
+    row = plan_precision(kind[len(ENGINE_PREFIX):]) if kind.startswith(ENGINE_PREFIX) else None
+    if row is not None:
+        return row.plan_tolerance, row.scaled
+    return None
+
+
+def known_tolerances() -> list[str]:
+    """Every comparison kind with a tolerance: the table's, the precisions' and their plans'."""
+    return sorted({*TOLERANCES, *(p.name for p in PRECISIONS.values() if p.tolerance is not None),
+                   *(ENGINE_PREFIX + p.plan for p in PRECISIONS.values() if p.plan)})
 
 
 def tolerance(precision: str, output: str) -> float:
-    if precision not in TOLERANCES:
-        raise KeyError(f"no parity tolerance for precision {precision!r}; known: {sorted(TOLERANCES)}")
-    table = TOLERANCES[precision]
-    return table.get(output, table["*"])
+    """The max abs error allowed for `output` in a comparison of kind `precision`."""
+    if precision in TOLERANCES:
+        table = TOLERANCES[precision]
+        return table.get(output, table["*"])
+    found = _precision_tolerance(precision)
+    if found is None:
+        raise KeyError(f"no parity tolerance for precision {precision!r}; known: {known_tolerances()}")
+    return found[0]
+
+
+def is_scaled(precision: str) -> bool:
+    """Whether the comparison divides both sides by the reference's largest magnitude first."""
+    if precision in TOLERANCES:
+        return precision in SCALED
+    found = _precision_tolerance(precision)
+    return bool(found and found[1])
 
 
 @dataclass
@@ -73,7 +89,7 @@ class OutputDiff:
     tolerance: float
     shape_ok: bool = True
     finite: bool = True
-    scaled: bool = False  # errors are relative to the reference's largest magnitude (SCALED precisions)
+    scaled: bool = False  # errors are relative to the reference's largest magnitude (reduced precisions)
     form: str = ""  # the file compared, where one check covers several (verify: a variant and its CPU form)
 
     @property
@@ -110,7 +126,7 @@ def diff(name: str, reference: np.ndarray, candidate: np.ndarray, tol: float) ->
 def compare(reference: dict, candidate: dict, precision: str, label: str = "") -> list[OutputDiff]:
     """Diff every reference output; missing candidate outputs count as failures.
 
-    For SCALED precisions both sides are divided by the reference's largest magnitude first.
+    For scaled comparisons (is_scaled) both sides are divided by the reference's largest magnitude first.
     """
     rows = []
     for name, ref in reference.items():
@@ -119,11 +135,12 @@ def compare(reference: dict, candidate: dict, precision: str, label: str = "") -
             rows.append(OutputDiff(name, float("inf"), float("inf"), (), tol, shape_ok=False))
             continue
         ref, got = _numpy(ref), _numpy(candidate[name])
-        if precision in SCALED:
+        scaled = is_scaled(precision)
+        if scaled:
             scale = float(np.abs(ref).max()) if ref.size else 1.0
             ref, got = ref / (scale or 1.0), got / (scale or 1.0)
         rows.append(diff(name, ref, got, tol))
-        rows[-1].scaled = precision in SCALED
+        rows[-1].scaled = scaled
     return rows
 
 

@@ -33,8 +33,10 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from runtime.errors import DependencyError, ExportError, OptionError
+from runtime.precisions import PRECISIONS
 
 from ..passes.unfuse_skip_layernorm import unfuse_skip_layernorm
 from ..plan import CALIBRATORS
@@ -98,13 +100,13 @@ def quantize(src: Path, dst: Path, precision: str, *, exclude=(), calibration=No
     try:
         tmp = work / "model.onnx"
         with _library_warnings():
-            _convert(src, tmp, precision, exclude, calibration, calibrator, int8_format)
+            converter_of(precision).build(src, tmp, Job(exclude, calibration, calibrator, int8_format))
         metadata = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
         metadata["w2vbert.precision"] = precision
         # int8 dynamic and int4 only run on ORT's CPU kernels, and int8-qdq runs on ORT's CPU kernels or
         # TensorRT (which parses Add + LayerNormalization, not the com.microsoft op): their one form is
-        # the CPU form. fp16 is the CUDA precision and keeps the fused op.
-        unfuse = unfuse_skip_layernorm if precision in ("int8", "int4", "int8-qdq") else None
+        # the CPU form (the row's cpu_form). fp16 is the CUDA precision and keeps the fused op.
+        unfuse = unfuse_skip_layernorm if PRECISIONS[precision].cpu_form else None
         consolidate(tmp, dst, metadata, replace=True, transform=unfuse)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -132,21 +134,46 @@ def _library_warnings():
         library.setLevel(saved[2])
 
 
-def _convert(src: Path, tmp: Path, precision: str, exclude, calibration, calibrator: str, int8_format) -> None:
-    if precision == "fp16":
-        _fp16(src, tmp, exclude)
-    elif precision == "int8":
-        int8_dynamic(src, tmp, exclude, int8_format)
-    elif precision == "int8-qdq":
-        if not calibration:
-            raise ExportError("int8-qdq needs calibration inputs (--calibration PATH)")
-        if calibrator not in CALIBRATORS:
-            raise OptionError(f"calibrator {calibrator!r} is unknown; expected one of {', '.join(CALIBRATORS)}")
-        int8_qdq(src, tmp, exclude, calibration, calibrator, int8_format)
-    elif precision == "int4":
-        _int4(src, tmp, exclude)
-    else:
+@dataclass(frozen=True)
+class Job:
+    """What a converter is given besides its input and output files."""
+
+    exclude: tuple = ()  # weight MatMul names left in fp32
+    calibration: list | None = None  # input feeds, for converters that calibrate
+    calibrator: str = "percentile"
+    int8_format: Int8Format = INT8_FORMAT
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How one precision is made from the fp32 file: build(src, dst, job); `needs_calibration`: the export
+    gathers calibration feeds for it; record(job, options) -> extra fields of its manifest entry."""
+
+    build: Callable[[Path, Path, Job], None]
+    needs_calibration: bool = False
+    record: Callable[[Job, object], dict] = lambda job, options: {}
+
+
+def converter_of(precision: str) -> Converter:
+    """The converter runtime.precisions names for `precision`."""
+    name = PRECISIONS[precision].converter if precision in PRECISIONS else None
+    if name is None or name not in CONVERTERS:
         raise ExportError(f"precision {precision!r} is not a quantized precision")
+    return CONVERTERS[name]
+
+
+def _qdq(src: Path, dst: Path, job: Job) -> None:
+    if not job.calibration:
+        raise ExportError("int8-qdq needs calibration inputs (--calibration PATH)")
+    if job.calibrator not in CALIBRATORS:
+        raise OptionError(f"calibrator {job.calibrator!r} is unknown; expected one of {', '.join(CALIBRATORS)}")
+    int8_qdq(src, dst, job.exclude, job.calibration, job.calibrator, job.int8_format)
+
+
+def _qdq_record(job: Job, options) -> dict:
+    return {"int8_format": job.int8_format.record("int8-qdq"),
+            "calibration": {"calibrator": options.calibrator, "windows": len(job.calibration),
+                            "data": options.calibration or "bundled samples 0, 2, 4"}}
 
 
 def _need_onnxruntime_quantization() -> None:
@@ -216,7 +243,7 @@ def _quantize_static(src: Path, dst: Path, feeds, nodes, method, reduce_range: b
                                    "CalibMovingAverage": False})
 
 
-def _int4(src: Path, dst: Path, exclude) -> None:
+def _int4(src: Path, dst: Path, exclude=()) -> None:
     import onnx
 
     try:
@@ -229,3 +256,13 @@ def _int4(src: Path, dst: Path, exclude) -> None:
                                      nodes_to_exclude=list(exclude))
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), True)
+
+
+# converter name (runtime.precisions' `converter`) -> how it is built
+CONVERTERS: dict[str, Converter] = {
+    "fp16": Converter(lambda src, dst, job: _fp16(src, dst, job.exclude)),
+    "int8_dynamic": Converter(lambda src, dst, job: int8_dynamic(src, dst, job.exclude, job.int8_format),
+                              record=lambda job, options: {"int8_format": job.int8_format.record("int8")}),
+    "int8_qdq": Converter(_qdq, needs_calibration=True, record=_qdq_record),
+    "int4": Converter(lambda src, dst, job: _int4(src, dst, job.exclude)),
+}

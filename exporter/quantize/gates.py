@@ -6,7 +6,7 @@ export recorded. Every variant is compared with the fp32 variant of the same art
 held-out speech (:func:`exporter.quantize.calibration.held_out_batches`), over real frames only:
 
 * every head: max / mean abs error, the max error scaled by the output's largest
-  magnitude (checked against the precision's tolerance in ``parity.TOLERANCES``), and the
+  magnitude (checked against the precision's tolerance in runtime.precisions), and the
   lowest per-utterance cosine similarity of the main output;
 * CTC: frame-argmax agreement and the greedy transcripts' character error rate against
   the fp32 transcripts (percent; on collapsed token ids, i.e. characters for a
@@ -29,19 +29,15 @@ import numpy as np
 
 from runtime.decode import edit_distance, greedy_ids
 from runtime.errors import OptionError
+from runtime.precisions import PRECISIONS, gated
 from runtime.shapes import output_frames
 
 from ..model.registry import HEADS
 from ..parity.compare import tolerance
 
-# Published int8 Conformer results range from no loss to doubled WER: the task metrics
-# (agreement, CER) gate, the tensor metrics only catch gross breakage.
-GATE_DEFAULTS: dict[str, dict[str, float]] = {
-    "fp16": {"min_cosine": 0.999, "min_agreement": 0.99, "max_cer": 0.1},
-    "int8": {"min_cosine": 0.98, "min_agreement": 0.95, "max_cer": 0.5},
-    "int8-qdq": {"min_cosine": 0.98, "min_agreement": 0.95, "max_cer": 0.5},
-    "int4": {"min_cosine": 0.95, "min_agreement": 0.90, "max_cer": 1.0},
-}
+# The defaults are each precision's `gate` in runtime.precisions. Published int8 Conformer results
+# range from no loss to doubled WER: the task metrics (agreement, CER) gate, the tensor metrics only
+# catch gross breakage.
 
 
 # (threshold key, metric, +1: metric must not exceed it / -1: must not fall below it)
@@ -99,14 +95,15 @@ class GateResult:
 
 def parse_overrides(items) -> dict[str, dict[str, float]]:
     """["int8.max_cer=1", "min_cosine=0.9"] -> {"int8": {...}, "*": {...}}."""
-    known = {k for table in GATE_DEFAULTS.values() for k in table} | {"max_scaled_error"}
+    scopes = gated()
+    known = {k for row in scopes.values() for k in row.gate} | {"max_scaled_error"}
     out: dict[str, dict[str, float]] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         scope, _, name = key.rpartition(".")
-        if not sep or name not in known or (scope and scope not in GATE_DEFAULTS):
+        if not sep or name not in known or (scope and scope not in scopes):
             raise OptionError(f"gate override {item!r} is not [PRECISION.]KEY=VALUE with KEY in {sorted(known)} "
-                              f"and PRECISION in {sorted(GATE_DEFAULTS)}")
+                              f"and PRECISION in {sorted(scopes)}")
         try:
             out.setdefault(scope or "*", {})[name] = float(value)
         except ValueError as exc:
@@ -116,7 +113,7 @@ def parse_overrides(items) -> dict[str, dict[str, float]]:
 
 def thresholds(precision: str, head: str, overrides: dict | None = None) -> dict[str, float]:
     spec = HEADS[head]
-    table = {**GATE_DEFAULTS[precision], "max_scaled_error": tolerance(precision, spec.main_output)}
+    table = {**PRECISIONS[precision].gate, "max_scaled_error": tolerance(precision, spec.main_output)}
     if not spec.transcripts:
         table.pop("max_cer")
     if not spec.argmax:

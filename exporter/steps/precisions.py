@@ -21,7 +21,7 @@ from ..parity.runners import ort_runner
 from ..passes.op_counts import fused_op_counts
 from ..quantize import gates, sensitivity
 from ..quantize.calibration import BUNDLED_GATE, calibration_feeds, gate_data_record, held_out_batches
-from ..quantize.convert import INT8_FORMAT, quantize, weight_matmuls
+from ..quantize.convert import Job, converter_of, quantize, weight_matmuls
 
 log = logging.getLogger("w2vbert")
 
@@ -65,7 +65,8 @@ def _context(staging: Path, manifest: dict, todo, options: QuantOptions) -> dict
     batches = held_out_batches(options.gate_data, pre, dim, min_frames)
     log.info("accuracy gates on %d held-out utterances (%s)", sum(len(b[0]) for b in batches),
              options.gate_data or BUNDLED_GATE)
-    calibration = calibration_feeds(options.calibration, pre, dim, min_frames) if "int8-qdq" in todo else None
+    calibrate = any(converter_of(p).needs_calibration for p in todo)
+    calibration = calibration_feeds(options.calibration, pre, dim, min_frames) if calibrate else None
     return {"staging": staging, "fp32": fp32, "head": manifest["head"], "config": config, "batches": batches,
             "reference": ort_runner(fp32), "calibration": calibration,
             "names": weight_matmuls(onnx.load(str(fp32), load_external_data=False))}
@@ -120,11 +121,7 @@ def _record(staging: Path, name: str, precision: str, target: str, result, kept,
                                   "tolerance": result.thresholds["max_scaled_error"]},
                           gate=result.record(), kept_fp32=kept, fused_ops=fused_op_counts(staging / name, target),
                           gate_data=gate_data_record(options.gate_data))
-    if precision in ("int8", "int8-qdq"):
-        entry["int8_format"] = INT8_FORMAT.record(precision)
+    entry.update(converter_of(precision).record(Job(calibration=calibration), options))
     if ranking:
         entry["sensitivity"] = [{"group": g, "damage": d} for g, d in ranking]
-    if precision == "int8-qdq":
-        entry["calibration"] = {"calibrator": options.calibrator, "windows": len(calibration),
-                                "data": options.calibration or "bundled samples 0, 2, 4"}
     return entry

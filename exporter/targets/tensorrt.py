@@ -26,9 +26,8 @@ from pathlib import Path
 
 from runtime.errors import ExportError, require
 from runtime.manifest import file_sha256
+from runtime.precisions import PRECISIONS, plan_precision
 from runtime.trt_profile import ShapeProfile, engine_cache_key, files_digest, gpu_identity, timing_cache_name
-
-from ..plan import ENGINE_SOURCES
 
 log = logging.getLogger("w2vbert")
 
@@ -53,9 +52,11 @@ def _keep_norms_fp32(network) -> None:
 
 def engine_source(precision: str) -> str:
     """The ONNX variant an engine of `precision` is built from."""
-    if precision not in ENGINE_SOURCES:
-        raise ExportError(f"engine precision {precision!r} is unknown; expected one of {', '.join(ENGINE_SOURCES)}")
-    return ENGINE_SOURCES[precision]
+    row = plan_precision(precision)
+    if row is None:
+        plans = [p.plan for p in PRECISIONS.values() if p.plan]
+        raise ExportError(f"engine precision {precision!r} is unknown; expected one of {', '.join(plans)}")
+    return row.name
 
 
 def build_engine(onnx_path: Path, plan_path: Path, precision: str, profile: ShapeProfile, feature_dim: int,
@@ -131,6 +132,7 @@ def _weakly_typed(network, precision: str, options: dict):
     """TensorRT without strong typing: precision flags, with floating-point norms pinned to fp32."""
     from polygraphy.backend.trt import PostprocessNetwork
 
-    half = precision in ("fp16", "int8")
-    options.update(fp16=half, int8=precision == "int8", precision_constraints="obey" if half else None)
+    row = plan_precision(precision)
+    half = row.plan_fp16
+    options.update(fp16=half, int8=row.plan_int8, precision_constraints="obey" if half else None)
     return PostprocessNetwork(network, _keep_norms_fp32, name="KeepNormsFp32") if half else network

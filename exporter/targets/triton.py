@@ -20,8 +20,9 @@ from pathlib import Path
 
 from runtime.errors import ExportError, OptionError
 from runtime.manifest import load_manifest
+from runtime.precisions import PRECISIONS
 from runtime.providers import profile_shape_strings
-from runtime.trt_profile import FRAMES_PER_SECOND, PLAN_OF_VARIANT, ShapeProfile, engine_profile
+from runtime.trt_profile import FRAMES_PER_SECOND, ShapeProfile, engine_profile
 
 from ..plan import triton_model_name
 from .triton_python import default_max_audio_seconds, link_artifact, python_model_config, write_python_model
@@ -29,8 +30,6 @@ from .triton_python import default_max_audio_seconds, link_artifact, python_mode
 log = logging.getLogger("w2vbert")
 
 DTYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "int32": "TYPE_INT32"}
-# ONNX precision -> the precision_mode of ORT's TensorRT accelerator on GPU instances
-ORT_TRT_PRECISION = {onnx: plan.upper() for onnx, plan in PLAN_OF_VARIANT.items()}
 
 
 def _tensor(spec: dict) -> str:
@@ -54,7 +53,8 @@ def model_config(name: str, manifest: dict, backend: str, max_batch: int, instan
              f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]\n"
              "  max_queue_delay_microseconds: 5000\n}",
              f"instance_group [\n  {{\n    count: {count}\n    kind: {instance}\n  }}\n]"]
-    if backend == "onnxruntime" and instance == "KIND_GPU" and precision in ORT_TRT_PRECISION:
+    mode = PRECISIONS[precision].triton_mode if precision in PRECISIONS else None
+    if backend == "onnxruntime" and instance == "KIND_GPU" and mode:
         lines.append(_tensorrt_accelerator(name, precision, trt_profile, manifest))
     if backend == "onnxruntime" and threads:
         lines.append(f'parameters {{\n  key: "intra_op_thread_count"\n  value: {{ string_value: "{threads}" }}\n}}')
@@ -66,7 +66,7 @@ def _tensorrt_accelerator(name: str, precision: str, profile: dict | None, manif
     are those Triton's onnxruntime backend passes through (its src/onnxruntime.cc; the trt_* keys since
     its PR #237, March 2024). Without the caches every instance load rebuilds the engines (minutes for
     600M); without a profile ORT builds one per new shape range as requests arrive."""
-    params = {"precision_mode": ORT_TRT_PRECISION[precision], "max_workspace_size_bytes": "4294967296",
+    params = {"precision_mode": PRECISIONS[precision].triton_mode, "max_workspace_size_bytes": "4294967296",
               "trt_engine_cache_enable": "1", "trt_engine_cache_path": f"/tmp/w2vbert-trt-cache/{name}",
               "trt_timing_cache_enable": "1", "trt_timing_cache_path": f"/tmp/w2vbert-trt-cache/{name}"}
     if profile:

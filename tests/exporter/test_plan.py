@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.plan import (
-    ENGINE_SOURCES,
-    PRECISION_TARGETS,
-    TritonPlan,
-    check_out,
-    check_precision,
-    check_triton,
-    make_plan,
-    triton_model_name,
-)
+from exporter.plan import TritonPlan, check_out, check_precision, check_triton, make_plan, triton_model_name
 from runtime.errors import InputError, OptionError
+from runtime.precisions import PRECISIONS
 
 
 def refused(call, message: str):
@@ -28,11 +20,8 @@ def refused(call, message: str):
 
 
 def test_precisions_and_their_targets():
-    assert PRECISION_TARGETS == {"fp32": ("ort", "tensorrt"), "fp16": ("ort", "tensorrt"), "int8": ("ort",),
-                                 "int8-qdq": ("ort", "tensorrt"), "int4": ("ort",)}
-    assert ENGINE_SOURCES == {"fp32": "fp32", "fp16": "fp16", "int8": "int8-qdq"}
-    for precision, targets in PRECISION_TARGETS.items():
-        for target in targets:
+    for precision, row in PRECISIONS.items():
+        for target in row.targets:
             check_precision(precision, target)
     refused(lambda: check_precision("fp8", "ort"), "precision 'fp8' is unknown; expected one of fp32, fp16, int8, "
                                                    "int8-qdq, int4")

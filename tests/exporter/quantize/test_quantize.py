@@ -16,7 +16,7 @@ from onnx import numpy_helper
 
 from exporter.cli import main
 from exporter.export import export
-from exporter.parity.compare import SCALED, TOLERANCES, compare
+from exporter.parity.compare import compare, is_scaled, tolerance
 from exporter.quantize import convert as quantize_module
 from exporter.quantize.gates import parse_overrides, thresholds
 from exporter.quantize.sensitivity import group_of, layer_groups
@@ -62,7 +62,7 @@ def test_every_precision_passes_the_default_gate(fixture_artifact, precision):
     got = Session(fixture_artifact, precision).run(features, mask)
     assert got["logits"].dtype == np.float32  # the interface stays fp32 in every precision
     rows = compare(reference, got, precision)
-    assert precision in SCALED and np.isfinite(rows[0].max_abs)
+    assert is_scaled(precision) and np.isfinite(rows[0].max_abs)
     assert rows[0].max_abs > 0  # it really is a different (reduced) computation
 
 
@@ -182,7 +182,7 @@ def test_gate_overrides_and_thresholds():
     overrides = parse_overrides(["int8.max_cer=2", "min_cosine=0.5"])
     table = thresholds("int8", "CTC", overrides)
     assert table["max_cer"] == 2 and table["min_cosine"] == 0.5
-    assert table["max_scaled_error"] == TOLERANCES["int8"]["*"]
+    assert table["max_scaled_error"] == tolerance("int8", "logits")
     assert "max_cer" not in thresholds("fp16", "SequenceClassification")
     for bad in ("int8.max_cer", "int9.max_cer=1", "int8.speed=1", "max_cer=abc"):
         with pytest.raises(ExportError, match="gate override"):

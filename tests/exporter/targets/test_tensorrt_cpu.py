@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.errors import DependencyError
+from runtime.errors import DependencyError, ExportError
+from runtime.precisions import PRECISIONS
 from runtime.trt_profile import (
-    PLAN_OF_VARIANT,
     ShapeProfile,
     engine_cache_key,
     engine_profile,
@@ -97,7 +97,7 @@ def test_closed_engine_says_so(engine_runner):
 
 def test_profile_of_an_int8_qdq_variant_is_the_int8_plans():
     data = {"engines": {"int8": {"profile": {"max_batch": 4}}, "fp32": {"profile": {"max_batch": 8}}}}
-    assert PLAN_OF_VARIANT["int8-qdq"] == "int8"
+    assert PRECISIONS["int8-qdq"].plan == "int8"
     assert engine_profile(data, "int8-qdq") == {"max_batch": 4}
     assert engine_profile(data, "fp32") == {"max_batch": 8}
     assert engine_profile(data, "fp16") is None and engine_profile({}, "fp32") is None
@@ -262,9 +262,12 @@ def test_weak_typing_pins_floating_point_layers_only(monkeypatch):
 
 
 def test_engines_are_built_from_the_variant_the_gate_judged():
-    from exporter.plan import ENGINE_SOURCES
+    from exporter.targets.tensorrt import engine_source
 
-    assert ENGINE_SOURCES == {"fp32": "fp32", "fp16": "fp16", "int8": "int8-qdq"}
+    assert {plan: engine_source(plan) for plan in ("fp32", "fp16", "int8")} == {"fp32": "fp32", "fp16": "fp16",
+                                                                                "int8": "int8-qdq"}
+    with pytest.raises(ExportError, match=r"^engine precision 'int4' is unknown; expected one of fp32, fp16, int8$"):
+        engine_source("int4")
 
 
 def test_gpu_check_says_in_one_line_what_is_missing_here():
