@@ -87,8 +87,16 @@ def run_module(module: str, tests: list[str]) -> Path:
         raise SystemExit(f"error: mutmut gave no verdicts for {module}; see {folder / 'mutmut.log'}")
     out = WORK / f"{slug}.json"
     out.write_text(json.dumps(verdicts, indent=1, ensure_ascii=False))
-    shutil.rmtree(folder / "mutants", ignore_errors=True)  # a copy of everything: large, and kept in the json
+    survivors = {name: _diff(mutmut, folder, name) for name, status in verdicts.items() if status not in KILLED}
+    (WORK / f"{slug}.survivors.txt").write_text("".join(f"== {n}: {verdicts[n]}\n{d}\n" for n, d in survivors.items()))
     return out
+
+
+def _diff(mutmut: str, folder: Path, name: str) -> str:
+    """The changed lines of one mutant (what triage reads)."""
+    done = subprocess.run([mutmut, "show", name], cwd=folder, capture_output=True, text=True)
+    return "\n".join(line for line in done.stdout.splitlines()
+                     if line[:1] in "+-" and not line.startswith(("+++", "---")))
 
 
 def score(statuses: dict[str, str], triage: dict[str, str]) -> list[dict]:

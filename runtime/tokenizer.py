@@ -69,6 +69,7 @@ class CTCTokenizer:
         self.added = {t: (True, True) for t in self.vocab if len(t) > 1 and t not in (added or {})}
         self.added.update(added or {})
         self.normalized: dict[str, bool] = {}  # added tokens' "normalized" flag, kept for save() to write back
+        self.flagged_special: set[str] = set()  # added tokens saved with "special": true
 
     @classmethod
     def from_dir(cls, root: str | Path) -> "CTCTokenizer":
@@ -79,7 +80,7 @@ class CTCTokenizer:
         vocab = _read_json(root / "vocab.json")
         if vocab and all(isinstance(v, dict) for v in vocab.values()):
             raise ArtifactError(f"{root / 'vocab.json'} is a multi-language vocabulary; pick one language")
-        options, added, extra_special, normalized = {}, {}, set(), {}
+        options, added, extra_special, normalized, decoder, flagged = {}, {}, set(), {}, False, set()
         base = set(vocab)
         for name in ("special_tokens_map.json", "tokenizer_config.json"):
             if (root / name).is_file():
@@ -89,15 +90,17 @@ class CTCTokenizer:
                     "clean_up_tokenization_spaces") if config.get(k) is not None})
                 for key in ("additional_special_tokens", "extra_special_tokens"):
                     extra_special.update(_content(t) for t in config.get(key) or [])
+                decoder = decoder or "added_tokens_decoder" in config
                 for index, spec in config.get("added_tokens_decoder", {}).items():
                     token = _content(spec)
                     vocab.setdefault(token, int(index))
                     if isinstance(spec, dict):  # transformers keeps the flags it saved
                         added[token] = (bool(spec.get("lstrip")), bool(spec.get("rstrip")))
                         normalized[token] = bool(spec.get("normalized"))
-                        if spec.get("special"):
-                            extra_special.add(token)
-        if (root / "added_tokens.json").is_file():
+                        if spec.get("special"):  # written back by save(); skipped in decoding only when
+                            flagged.add(token)  # a special-token list names it, as in transformers
+        # added_tokens.json is the older record: transformers reads it only without an added_tokens_decoder
+        if not decoder and (root / "added_tokens.json").is_file():
             extra = _read_json(root / "added_tokens.json")
             # added later through add_tokens(str): transformers never strips around those
             added.update({t: (False, False) for t in extra if t not in base and t not in added})
@@ -110,6 +113,7 @@ class CTCTokenizer:
         tokenizer.special_tokens |= extra_special
         tokenizer.extra_special = sorted(extra_special)
         tokenizer.normalized = normalized
+        tokenizer.flagged_special = flagged
         return tokenizer
 
     def save(self, directory: Path) -> list[Path]:
@@ -126,7 +130,7 @@ class CTCTokenizer:
             strips = {t: self.added.get(t, (False, False)) for t in extra}
             config["added_tokens_decoder"] = {str(i): {
                 "content": t, "lstrip": strips[t][0], "rstrip": strips[t][1],
-                "normalized": self.normalized.get(t, False), "single_word": False, "special": t in self.extra_special}
+                "normalized": self.normalized.get(t, False), "single_word": False, "special": t in self.extra_special or t in self.flagged_special}
                 for t, i in extra.items()}
         if self.extra_special:
             config["extra_special_tokens"] = list(self.extra_special)

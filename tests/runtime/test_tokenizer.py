@@ -226,11 +226,11 @@ def test_longest_added_token_wins_and_strip_flags_apply_per_side(tmp_path):
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate("abcno<>")}}
     (tmp_path / "vocab.json").write_text(json.dumps(vocab))
     hf = transformers.Wav2Vec2CTCTokenizer(str(tmp_path / "vocab.json"))
-    for token, lstrip in (("<n>", True), ("<noise>", False), ("<no>", True)):
+    for token, lstrip in (("<n>", True), ("<noise>", False), ("<no>", True), ("<no", True)):
         hf.add_tokens([transformers.AddedToken(token, lstrip=lstrip, rstrip=False)])
     hf.save_pretrained(str(tmp_path / "hf"))
     mine = CTCTokenizer.from_dir(tmp_path / "hf")
-    for text in ["a<noise>b", "a <noise> b", "a <no> b", "<n><no><noise>", "c <n>", "<noi", "b  <noise>"]:
+    for text in ["a<noise>b", "a <noise> b", "a <no> b", "<n><no><noise>", "c <n>", "<noi", "b  <noise>", "<nob"]:
         assert mine.encode(text) == hf(text)["input_ids"], text
 
 
@@ -273,3 +273,99 @@ def test_save_writes_utf8_json_as_transformers_does(tmp_path):
     config = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text(encoding="utf-8"))
     assert config["added_tokens_decoder"] == {"3": {"content": "ß", "lstrip": False, "rstrip": False,
                                                     "normalized": False, "single_word": False, "special": False}}
+
+
+def test_decode_takes_ids_in_every_form_transformers_does(ours, theirs):
+    torch = pytest.importorskip("torch")
+    ids = [5, 5, 0, 6, 4, 7]
+    expected = theirs.decode(ids)
+    assert ours.decode(np.array(ids, np.float32)) == expected  # whole floats: ids, as transformers takes them
+    assert ours.decode(np.array(ids, np.uint8)) == expected
+    assert ours.decode(torch.tensor(ids)) == expected
+    logits = np.eye(len(ours.vocab), dtype=np.float32)[ids]
+    assert ours.decode(torch.tensor(logits, dtype=torch.float16, requires_grad=True)) == expected
+    assert ours.decode(np.int64(7)) == ours.decode([7]) == theirs.decode(7)  # one id
+    assert ours.decode([]) == "" and ours.decode(np.zeros((0, 4), np.float32)) == ""
+    with pytest.raises(InputError, match=r"^decode takes one sequence of token ids, got list: "):
+        ours.decode([[1, 2], [3]])
+    with pytest.raises(InputError, match=r"^logits for decode must be \(frames, vocab\), got shape \(3,\)$"):
+        ours.decode(np.array([0.5, 1.0, 2.0]))  # floats that are not whole ids
+    with pytest.raises(InputError, match=r"^decode takes one sequence of token ids \(or \(frames, vocab\) logits\), "
+                                         r"got an array of shape \(2, 2\) and dtype int64$"):
+        ours.decode(np.zeros((2, 2), np.int64))
+    with pytest.raises(InputError, match=r"and dtype bool$"):
+        ours.decode(np.array([True, False]))
+
+
+def test_default_settings_are_transformers(tmp_path, theirs):
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "a": 5, "b": 6, "ab": 7, ".": 8}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    hf = transformers.Wav2Vec2CTCTokenizer(str(tmp_path / "vocab.json"))
+    mine = CTCTokenizer(vocab)
+    assert (mine.bos_token, mine.eos_token, mine.unk_token, mine.pad_token) == \
+        (hf.bos_token, hf.eos_token, hf.unk_token, hf.pad_token)
+    assert (mine.do_lower_case, mine.clean_up_tokenization_spaces, mine.word_delimiter_token) == (False, False, "|")
+    assert mine.base_vocab == vocab and mine.extra_special == [] and mine.normalized == {}
+    assert mine.added == {"<pad>": (True, True), "<s>": (True, True), "</s>": (True, True), "<unk>": (True, True),
+                          "ab": (True, True)}  # every multi-character token, from two characters up
+    for text in ["ab a", "a ab.", "b ab"]:
+        assert mine.encode(text) == hf(text)["input_ids"], text
+    for row in ([5, 8, 4, 6], [1, 5, 2]):
+        assert mine.decode(row) == hf.decode(row)
+
+
+def test_tokenizer_files_in_every_form_transformers_writes(tmp_path, theirs):
+    """special_tokens_map.json alone, additional_special_tokens, added_tokens.json (tokens added later,
+    never stripped), and a special added token: each read as transformers reads it."""
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "a": 5, "b": 6}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"unk_token": "<unk>", "pad_token": "<pad>",
+                                                                  "additional_special_tokens": ["<x>"]}))
+    (tmp_path / "added_tokens.json").write_text(json.dumps({"<x>": 7, "<later>": 8}))
+    older = transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(tmp_path))  # no added_tokens_decoder yet
+    mine = CTCTokenizer.from_dir(tmp_path)
+    assert mine.added["<later>"] == (False, False) and "<x>" in mine.special_tokens
+    for text in ["a <later> b", "a<x> b", "b a"]:
+        assert mine.encode(text) == older(text)["input_ids"], text
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {
+        "9": {"content": "<sp>", "lstrip": False, "rstrip": False, "special": True, "normalized": False}}}))
+    hf = transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(tmp_path))  # which then supersedes added_tokens.json
+    mine = CTCTokenizer.from_dir(tmp_path)
+    assert mine.flagged_special == {"<sp>"} and "<sp>" not in mine.special_tokens and "<later>" not in mine.vocab
+    for text in ["a <later> b", "a<x> b", "b <sp>a"]:
+        assert mine.encode(text) == hf(text)["input_ids"], text
+    for row in ([5, 6, 9, 5], [9, 9, 0, 5, 4]):
+        assert mine.decode(row, skip_special_tokens=True) == hf.decode(row, skip_special_tokens=True), row
+
+
+def test_vocabularies_that_are_not_one_ctc_vocabulary(tmp_path):
+    import json
+
+    from runtime.errors import ArtifactError
+
+    (tmp_path / "vocab.json").write_text(json.dumps({"en": {"<pad>": 0}, "fr": {"<pad>": 0}}))
+    with pytest.raises(ArtifactError, match=r"^.*vocab\.json is a multi-language vocabulary; pick one language$"):
+        CTCTokenizer.from_dir(tmp_path)
+    (tmp_path / "vocab.json").write_text(json.dumps({"<pad>": "zero"}))
+    with pytest.raises(ArtifactError, match=r"^the tokenizer files in .* are not a CTC vocabulary: invalid literal"):
+        CTCTokenizer.from_dir(tmp_path)
+
+
+def test_a_tokenizer_that_cleans_up_spaces_does_so_unless_told_not_to(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "a": 5, ".": 6, "?": 7}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"clean_up_tokenization_spaces": True}))
+    hf, mine = transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(tmp_path)), CTCTokenizer.from_dir(tmp_path)
+    row = [5, 4, 6, 4, 5, 4, 7]  # "a . a ?"
+    assert mine.decode(row) == hf.decode(row) == "a. a?"
+    assert mine.decode(row, clean_up_tokenization_spaces=False) == hf.decode(row, clean_up_tokenization_spaces=False) \
+        == "a . a ?"
