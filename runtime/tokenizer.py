@@ -130,8 +130,8 @@ class CTCTokenizer:
             strips = {t: self.added.get(t, (False, False)) for t in extra}
             config["added_tokens_decoder"] = {str(i): {
                 "content": t, "lstrip": strips[t][0], "rstrip": strips[t][1],
-                "normalized": self.normalized.get(t, False), "single_word": False, "special": t in self.extra_special or t in self.flagged_special}
-                for t, i in extra.items()}
+                "normalized": self.normalized.get(t, False), "single_word": False,
+                "special": t in self.extra_special or t in self.flagged_special} for t, i in extra.items()}
         if self.extra_special:
             config["extra_special_tokens"] = list(self.extra_special)
         written = []

@@ -117,13 +117,15 @@ def diff(name: str, reference: np.ndarray, candidate: np.ndarray, tol: float) ->
         return OutputDiff(name, 0.0, 0.0, (), tol, finite=finite)
     err = np.abs(reference - candidate)
     err = np.where(np.isnan(reference) & np.isnan(candidate), 0.0, err)
+    if np.isnan(err).all():  # a NaN reference against finite or infinite values everywhere: nothing agrees
+        return OutputDiff(name, float("nan"), float("nan"), (), tol, finite=finite)
     where = np.unravel_index(int(np.nanargmax(err)), err.shape)
-    rel = err / np.maximum(np.abs(reference), 1e-6)
+    rel = np.where(err == 0, 0.0, err / np.maximum(np.abs(reference), 1e-6))  # NaN agreeing with NaN: 0
     return OutputDiff(name, float(np.nanmax(err)), float(np.nanmax(rel)),
                       tuple(int(i) for i in where), tol, finite=finite)
 
 
-def compare(reference: dict, candidate: dict, precision: str, label: str = "") -> list[OutputDiff]:
+def compare(reference: dict, candidate: dict, precision: str) -> list[OutputDiff]:
     """Diff every reference output; missing candidate outputs count as failures.
 
     For scaled comparisons (is_scaled) both sides are divided by the reference's largest magnitude first.
@@ -145,7 +147,7 @@ def compare(reference: dict, candidate: dict, precision: str, label: str = "") -
 
 
 def assert_close(reference: dict, candidate: dict, precision: str, label: str = "") -> list[OutputDiff]:
-    rows = compare(reference, candidate, precision, label)
+    rows = compare(reference, candidate, precision)
     if not all(r.ok for r in rows):
         table = "\n  ".join(r.row() for r in rows)
         raise ParityError(f"parity check failed ({precision}{', ' + label if label else ''}):\n  {table}")

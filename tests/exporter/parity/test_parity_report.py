@@ -104,3 +104,74 @@ def test_keep_worst_keeps_the_largest_error_per_output():
 def test_unknown_tolerance_names_the_known_ones():
     with pytest.raises(KeyError, match=r"no parity tolerance for precision 'fp8'; known: \['bf16', "):
         tolerance("fp8", "x")
+
+
+def test_integer_outputs_are_compared_without_wrapping():
+    from exporter.parity.compare import diff
+
+    row = diff("lengths", np.array([0], np.uint8), np.array([255], np.uint8), 0.0)
+    assert row.max_abs == 255.0 and not row.ok  # uint8 arithmetic would say 1
+    assert diff("x", np.array([1000], np.float16), np.array([1001], np.float16), 0.5).max_abs == 1.0
+
+
+def test_rows_of_what_could_not_be_compared():
+    from exporter.parity.compare import compare, diff
+
+    shape = diff("y", np.zeros(3), np.zeros(4), 0.5)
+    assert (shape.name, shape.max_abs, shape.max_rel, shape.where, shape.tolerance) == ("y", np.inf, np.inf, (), 0.5)
+    assert shape.shape_ok is False and shape.finite is True
+    empty = diff("y", np.zeros(0), np.zeros(0), 0.5)
+    assert empty.name == "y" and empty.tolerance == 0.5
+    broken = diff("y", np.array([np.nan]), np.array([np.inf]), 0.5)  # a NaN reference: nothing agrees
+    assert not broken.ok and np.isnan(broken.max_abs) and broken.where == ()
+    assert diff("y", np.array([np.nan, np.nan]), np.array([np.nan, np.nan]), 0.0).ok  # NaN where NaN: agreed
+    missing, present = compare({"a": np.zeros(2), "b": np.ones(2)}, {"b": np.ones(2)}, "fp32")
+    assert (missing.name, missing.max_abs, missing.max_rel, missing.where, missing.shape_ok) == \
+        ("a", np.inf, np.inf, (), False)
+    assert present.name == "b" and present.ok  # the outputs after a missing one are still compared
+
+
+def test_each_output_has_its_own_tolerance_and_scale():
+    from exporter.parity.compare import compare
+
+    rows = compare({"logits": np.zeros(2), "lengths": np.array([3.0])},
+                   {"logits": np.full(2, 5e-4), "lengths": np.array([3.0005])}, "sherpa-onnx")
+    assert [r.ok for r in rows] == [True, False]  # 5e-4 is within 1e-3 for logits, but lengths must be equal
+    (zero,) = compare({"x": np.zeros(2)}, {"x": np.array([0.0, 0.04])}, "int8")
+    assert zero.max_abs == pytest.approx(0.04) and zero.ok  # an all-zero reference: divided by 1
+    (empty,) = compare({"x": np.zeros((0, 3))}, {"x": np.zeros((0, 3))}, "int8")
+    assert empty.ok and empty.max_abs == 0.0
+
+
+def test_a_two_row_failure_reads_one_row_a_line():
+    with pytest.raises(ParityError) as info:
+        assert_close({"a": np.zeros(1), "b": np.zeros(1)}, {"a": np.ones(1), "b": np.zeros(1)}, "fp32")
+    lines = str(info.value).split("\n")
+    assert len(lines) == 3 and lines[0] == "parity check failed (fp32):"
+    assert lines[1].startswith("  a ") and lines[1].endswith("FAIL") and lines[2].startswith("  b ")
+
+
+def test_torch_tensors_are_compared_by_value():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ParityError):
+        assert_close({"x": torch.ones(3)}, {"x": torch.zeros(3)}, "fp32")
+
+
+def test_keep_worst_keeps_the_first_of_equal_errors():
+    from exporter.parity.compare import OutputDiff, keep_worst
+
+    worst = {}
+    keep_worst(worst, [OutputDiff("a", 1e-5, 0, (0,), 1)])
+    keep_worst(worst, [OutputDiff("a", 1e-5, 0, (9,), 1)])
+    assert worst["a"].where == (0,)
+
+
+def test_names_that_only_look_like_engine_kinds_have_no_tolerance():
+    from exporter.parity.compare import known_tolerances
+
+    for kind in ("abcdefgfp32", "engine-int4", "engine-"):
+        with pytest.raises(KeyError):
+            tolerance(kind, "x")
+    assert known_tolerances() == ["bf16", "engine-fp16", "engine-fp32", "engine-int8", "features", "fp16", "fp32",
+                                  "fp32-frontend", "int4", "int8", "int8-qdq", "pipeline", "reference",
+                                  "sherpa-onnx"]
