@@ -80,7 +80,7 @@ def session_backend(artifact: Path, precision: str, batch_size: int):
     from runtime import Session
 
     session = Session(artifact, precision=precision)
-    if session.raw_audio:
+    if session.with_frontend:
         from runtime.tokenizer import CTCTokenizer
 
         decoder = CTCTokenizer.from_dir(artifact)
@@ -93,7 +93,7 @@ def session_backend(artifact: Path, precision: str, batch_size: int):
                 batch = np.zeros((len(chunk), lengths.max()), np.float32)
                 for k, w in enumerate(chunk):
                     batch[k, :len(w)] = w
-                out = session.run_waveform(batch, lengths)
+                out = session.run_frontend(batch, lengths)
                 texts += decoder.decode_logits(out["logits"], out["output_lengths"])
             return texts
         return run_raw

@@ -167,13 +167,9 @@ def quantize_plain(src: Path, dst: Path) -> None:
 
 def _ort_runner(path: Path, threads: int, spin: bool = False):
     """onnxruntime with default settings (but for the thread count and, unless `spin`, no spin-waiting)."""
-    import onnxruntime as ort
+    from runtime.ort_session import ort_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    if not spin:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as for every ORT backend here
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads=threads, spin=spin)
 
     def run(features, mask):
         return session.run(None, {"input_features": features, "attention_mask": mask})

@@ -123,17 +123,12 @@ def cpuid_kernel() -> str:
 
 
 def time_formats(artifact: Path, folder: Path, frames: int, threads: int, repeats: int) -> dict[str, list]:
-    import onnxruntime as ort
-
     from exporter.quantize.calibration import calibration_feeds
+    from runtime.ort_session import ort_session
 
     folder.mkdir(parents=True, exist_ok=True)
     models = build(artifact / "model.fp32.onnx", folder, calibration_feeds(None, {}, 160, 1), FORMATS)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sessions = {k: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-                for k, p in models.items()}
+    sessions = {k: ort_session(p, threads=threads) for k, p in models.items()}
     rng = np.random.default_rng(0)
     feed = {"input_features": rng.standard_normal((1, frames, 160)).astype(np.float32),
             "attention_mask": np.ones((1, frames), np.int64)}

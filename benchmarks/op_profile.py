@@ -42,10 +42,9 @@ def profile(artifact: Path, precision: str, seconds: float, threads: int, runs: 
 def profiled_session(artifact: Path, precision: str, seconds: float, threads: int, work: Path):
     """(session with onnxruntime's profiler on, batch-1 feeds of `seconds`, facts); its first call is
     the caller's to make and drop, first-call allocations having been taken by an unprofiled session."""
-    import onnxruntime as ort
-
     from benchmarks.flops import frames_for_seconds
     from runtime.manifest import load_manifest
+    from runtime.ort_session import ort_session
 
     manifest = load_manifest(artifact)
     form = manifest.form(precision, "cpu")
@@ -54,14 +53,9 @@ def profiled_session(artifact: Path, precision: str, seconds: float, threads: in
     rng = np.random.default_rng(0)
     feeds = {"input_features": rng.standard_normal((1, frames, dim)).astype(np.float32),
              "attention_mask": np.ones((1, frames), np.int64)}
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    path = str(manifest.safe_path(form["file"]))
-    ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]).run(None, feeds)
-    options.enable_profiling = True
-    options.profile_file_prefix = os.path.join(work, "profile")
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    path = manifest.safe_path(form["file"])
+    ort_session(path, threads=threads).run(None, feeds)  # a first load warms the file cache and the allocator
+    session = ort_session(path, threads=threads, profile_prefix=os.path.join(work, "profile"))
     facts = {"artifact": str(artifact), "precision": precision, "file": form["file"], "seconds": seconds,
              "frames": frames, "threads": threads, "config": manifest.config, "head": manifest.head}
     return session, feeds, facts

@@ -25,8 +25,9 @@ def _best(fn, runs: int = 5) -> float:
 
 
 def _ort_matmul(dtype_a, dtype_b, op: str, threads: int):
-    import onnxruntime as ort
     from onnx import TensorProto, helper
+
+    from runtime.ort_session import ort_session
 
     types = {np.float32: TensorProto.FLOAT, np.uint8: TensorProto.UINT8, np.int8: TensorProto.INT8}
     out_type = TensorProto.FLOAT if op == "MatMul" else TensorProto.INT32
@@ -36,9 +37,7 @@ def _ort_matmul(dtype_a, dtype_b, op: str, threads: int):
          helper.make_tensor_value_info("b", types[dtype_b], [SIZE, SIZE])],
         [helper.make_tensor_value_info("c", out_type, [SIZE, SIZE])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString(), threads=threads, spin=True)
     rng = np.random.default_rng(0)
     if dtype_a is np.float32:
         a = rng.standard_normal((SIZE, SIZE)).astype(np.float32)

@@ -52,10 +52,10 @@ def forms(values: np.ndarray, rows: np.ndarray) -> dict[str, tuple]:
 
 
 def measure(frames: int, heads: int, left: int, right: int, threads: int, calls: int) -> list[dict]:
-    import onnxruntime as ort
     import torch
 
     from exporter.model.attention import relative_key_rows
+    from runtime.ort_session import ort_session
 
     r = left + right + 1
     rows = relative_key_rows(torch.tensor(frames), left, right).numpy()
@@ -63,10 +63,7 @@ def measure(frames: int, heads: int, left: int, right: int, threads: int, calls:
     expected = np.take_along_axis(values.reshape(heads, -1), np.broadcast_to(rows, (heads, rows.size)), 1)
     results = []
     for name, (nodes, feeds) in forms(values, rows).items():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(_graph(nodes, feeds).SerializeToString(), options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort_session(_graph(nodes, feeds).SerializeToString(), threads=threads, spin=True)
         out = session.run(None, feeds)[0]
         if not np.array_equal(out.reshape(heads, -1), expected):
             raise AssertionError(f"{name} computes another bias")

@@ -98,7 +98,7 @@ def measure_session(artifact: Path, waves, levels) -> dict:
     from runtime import Session
 
     session = Session(artifact)
-    pipe = session.pipeline()
+    pipe = session.audio_runner()
 
     def factory():
         return (lambda wave: pipe([wave])), (lambda: None)

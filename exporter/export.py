@@ -19,8 +19,8 @@ from .plan import DEFAULT_OPSET, TritonPlan, make_plan
 from .steps.cpu_form import add_cpu_form
 from .steps.engines import add_engines
 from .steps.fp32 import add_fp32
+from .steps.frontend import add_frontend_variant
 from .steps.precisions import QuantOptions, add_precision_variants
-from .steps.raw_audio import add_frontend_variant
 from .steps.sherpa import add_sherpa
 from .targets.triton import write_repository
 

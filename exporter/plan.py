@@ -198,7 +198,8 @@ def _check_sherpa(source: Source, head: str) -> None:
 def _engine_profile(plan: ExportPlan):
     """The engines' profile; no TensorRT or no GPU fails here, before the slow part."""
     from runtime.errors import require
-    from runtime.trt_profile import INSTALL_HINT, ShapeProfile, gpu_identity
+    from runtime.trt_cache import gpu_identity
+    from runtime.trt_profile import INSTALL_HINT, ShapeProfile
 
     profile = ShapeProfile.from_seconds(**plan.engine, model_min_frames=plan.min_frames)
     require("tensorrt", "gpu", f"building TensorRT engines ({INSTALL_HINT})")

@@ -90,7 +90,7 @@ def _gate_path(recorded, given, precision: str):
     """The gate data to use: `given`, else the recorded path (None: the bundled samples)."""
     if given is not None:
         return given
-    if isinstance(recorded, str):  # manifests written before the data record: a label or a path
+    if isinstance(recorded, str):  # schema-1 manifests from before the gate-data record: a label or a path
         recorded = {"path": None if recorded.startswith("bundled") else recorded, "label": recorded}
     path = (recorded or {}).get("path")
     if path is not None and not Path(path).exists():
@@ -158,8 +158,7 @@ def verify_sherpa(artifact: str | Path, source: str | None = None, gate_data=Non
     """The sherpa-onnx export of an artifact: its graph vs the reference (the export's parity check),
     and model.int8.onnx's gate re-run on the recorded data and thresholds. Files: manifest.verify()."""
     from .steps.sherpa import gate_batches, sherpa_parity
-    from .targets.sherpa_onnx import ort_runner as sherpa_runner
-    from .targets.sherpa_onnx import read_model_type
+    from .targets.sherpa_onnx import read_model_type, sherpa_runner
 
     manifest = load_manifest(artifact)
     entry = manifest.data.get("sherpa_onnx")

@@ -83,12 +83,12 @@ class _AudioTaskPipeline:
         return [_one_wave(item, i, features) for i, item in enumerate(items)], single
 
     def _pipe(self, batch_size, **options):
-        from .audio_pipeline import AudioPipeline
+        from .audio_runner import AudioRunner
 
         batch_size = self.batch_size if batch_size is None else batch_size
         if not is_whole(batch_size) or batch_size < 1:
             raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        return AudioPipeline(self.session, batch_size=int(batch_size), **options)
+        return AudioRunner(self.session, batch_size=int(batch_size), **options)
 
 
 class SpeechRecognitionPipeline(_AudioTaskPipeline):

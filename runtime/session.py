@@ -19,9 +19,11 @@ from .errors import ArtifactError, DependencyError, InputError, require
 from .features import HOP_LENGTH
 from .inputs import check_attention_memory, check_features, check_mask, check_waveform, is_whole
 from .manifest import Manifest, check_matches_model, load_manifest
+from .ort_session import ort_session
 from .providers import PROVIDERS, provider_options
 from .shapes import min_frames, min_samples
-from .trt_profile import engine_profile, files_digest
+from .trt_cache import files_digest
+from .trt_profile import engine_profile
 
 log = logging.getLogger("w2vbert")
 
@@ -57,50 +59,36 @@ class Session:
         self.max_attention_bytes = int(max_attention_bytes)
         _check_threads(threads)
         self._verified = verify
-        if provider == "trt-engine":
-            self._open_engine(path, precision, verify)
-            return
-        ort = require("onnxruntime", "cpu", "running an exported model")
         self.manifest: Manifest | None = None
-        if path.is_dir():
-            self.manifest = load_manifest(path)
-            variant = self.manifest.form(precision, provider)
-            if verify:
-                self.manifest.verify(variant["files"])
-            model_path = self.manifest.safe_path(variant["file"])
-            self._read_manifest_model()
-        elif path.is_file():
-            model_path = path
-            if verify:
-                seal.check(path)  # a bare .onnx has no manifest: the sha256 it carries stands in
-            self.head, self.config, self.preprocessor = _read_metadata(path)
-        else:
-            raise ArtifactError(f"{path} does not exist; expected an artifact directory or a .onnx file")
         self.precision = precision
-        self.path = model_path
-        cache = None
-        if provider == "tensorrt":  # the only provider with an engine cache
-            # onnxruntime's TensorRT engine id hashes the graph's names, not its weights: one folder per
-            # artifact, or two checkpoints of one architecture would share an engine
-            cache = (Path(cache_dir) if cache_dir else Path.home() / ".cache" / "w2vbert-deploy" / "ort-tensorrt") \
-                / artifact_cache_id(self.manifest, precision, provider, model_path)
-        profile = engine_profile(self.manifest.data, precision) if self.manifest else None
-        providers = None
-        if provider in PROVIDERS:
-            providers = provider_options(provider, precision, cache, profile,
-                                         int(self.config["feature_projection_input_dim"]))
-        self._session = _make_session(ort, model_path, provider, threads, spin, providers, memory_arena)
-        if self.manifest is not None:
-            check_matches_model(self.manifest, _metadata_map(self._session, model_path), model_path.name)
-        self.input_names = [i.name for i in self._session.get_inputs()]
-        self.output_names = [o.name for o in self._session.get_outputs()]
-        self.raw_audio = self.input_names == ["waveform", "waveform_lengths"]
-        if self.input_names != ["input_features", "attention_mask"] and not self.raw_audio:
-            raise ArtifactError(f"{model_path} has inputs {self.input_names}; expected "
-                                "['input_features', 'attention_mask'] or ['waveform', 'waveform_lengths']")
+        if provider == "trt-engine":
+            self._from_engine(path, precision, verify)
+        else:
+            model_path = self._from_artifact(path, precision, provider, verify) if path.is_dir() else \
+                self._from_onnx(path, verify)
+            self._start_onnxruntime(model_path, provider, threads, spin, cache_dir, memory_arena)
         self._set_input_limits()
 
-    def _open_engine(self, path: Path, precision: str, verify: bool) -> None:
+    def _from_artifact(self, path: Path, precision: str, provider: str, verify: bool) -> Path:
+        """An artifact directory: the file of the variant's form `provider` loads, its files verified."""
+        self.manifest = load_manifest(path)
+        variant = self.manifest.form(precision, provider)
+        if verify:
+            self.manifest.verify(variant["files"])
+        self._read_manifest_model()
+        return self.manifest.safe_path(variant["file"])
+
+    def _from_onnx(self, path: Path, verify: bool) -> Path:
+        """A bare .onnx written by `w2vbert export`: no manifest, the sha256 it carries stands in."""
+        if not path.is_file():
+            raise ArtifactError(f"{path} does not exist; expected an artifact directory or a .onnx file")
+        if verify:
+            seal.check(path)
+        self.head, self.config, self.preprocessor = _read_metadata(path)
+        return path
+
+    def _from_engine(self, path: Path, precision: str, verify: bool) -> None:
+        """The artifact's TensorRT plan of `precision` (built by ``export --engine``)."""
         from .trt_engine import EngineRunner
 
         if not path.is_dir():
@@ -115,12 +103,36 @@ class Session:
         if verify:
             self.manifest.verify(entry["files"])
         self._read_manifest_model()
-        self.precision, self.path = precision, self.manifest.safe_path(entry["file"])
+        self.path = self.manifest.safe_path(entry["file"])
         self._engine = EngineRunner(self.path, entry)
         self.input_names = ["input_features", "attention_mask"]
         self.output_names = [o["name"] for o in self.manifest.data["outputs"]]
-        self.raw_audio = False
-        self._set_input_limits()
+        self.with_frontend = False
+
+    def _start_onnxruntime(self, model_path: Path, provider: str, threads, spin: bool, cache_dir,
+                           memory_arena: bool) -> None:
+        """The onnxruntime session of `model_path` on `provider`, checked against the manifest."""
+        self.path = model_path
+        cache = None
+        if provider == "tensorrt":  # the only provider with an engine cache
+            # onnxruntime's TensorRT engine id hashes the graph's names, not its weights: one folder per
+            # artifact, or two checkpoints of one architecture would share an engine
+            cache = (Path(cache_dir) if cache_dir else Path.home() / ".cache" / "w2vbert-deploy" / "ort-tensorrt") \
+                / artifact_cache_id(self.manifest, self.precision, provider, model_path)
+        profile = engine_profile(self.manifest.data, self.precision) if self.manifest else None
+        providers = None
+        if provider in PROVIDERS:
+            providers = provider_options(provider, self.precision, cache, profile,
+                                         int(self.config["feature_projection_input_dim"]))
+        self._session = _make_session(model_path, provider, threads, spin, providers, memory_arena)
+        if self.manifest is not None:
+            check_matches_model(self.manifest, _metadata_map(self._session, model_path), model_path.name)
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        self.with_frontend = self.input_names == ["waveform", "waveform_lengths"]
+        if self.input_names != ["input_features", "attention_mask"] and not self.with_frontend:
+            raise ArtifactError(f"{model_path} has inputs {self.input_names}; expected "
+                                "['input_features', 'attention_mask'] or ['waveform', 'waveform_lengths']")
 
     def _read_manifest_model(self) -> None:
         self.head, self.config = self.manifest.head, self.manifest.config
@@ -132,8 +144,8 @@ class Session:
 
     def run(self, input_features, attention_mask=None) -> dict[str, np.ndarray]:
         """input_features float [B, T, 160], attention_mask int/bool [B, T] or None -> outputs by name."""
-        if self.raw_audio:
-            raise InputError("this variant takes raw audio: call run_waveform(waveform, lengths), "
+        if self.with_frontend:
+            raise InputError("this variant takes raw audio: call run_frontend(waveform, lengths), "
                              "or load the 'fp32' variant for features")
         x = check_features(input_features, self.feature_dim)
         mask = check_mask(attention_mask, x.shape[0], x.shape[1], self.min_frames)
@@ -141,9 +153,9 @@ class Session:
                                self.max_attention_bytes)
         return self._run({"input_features": x, "attention_mask": mask}, x.shape)
 
-    def run_waveform(self, waveform, lengths=None) -> dict[str, np.ndarray]:
+    def run_frontend(self, waveform, lengths=None) -> dict[str, np.ndarray]:
         """Raw-audio variant: waveform float [B, samples] (16 kHz, right-padded), lengths int [B]."""
-        if not self.raw_audio:
+        if not self.with_frontend:
             raise InputError("this variant takes features; export with --with-frontend and load "
                              "precision='fp32-frontend' for raw audio")
         shortest = min_samples(self.min_frames, int(self.preprocessor.get("stride", 2)))
@@ -195,15 +207,15 @@ class Session:
         self.close()
 
     # ------------------------------------------------------------------ audio in
-    def pipeline(self, **options):
-        """An :class:`runtime.audio_pipeline.AudioPipeline` over this session (front end + decoding)."""
-        from .audio_pipeline import AudioPipeline
+    def audio_runner(self, **options):
+        """An :class:`runtime.audio_runner.AudioRunner` over this session (front end + decoding)."""
+        from .audio_runner import AudioRunner
 
-        return AudioPipeline(self, **options)
+        return AudioRunner(self, **options)
 
     def infer(self, audio, sampling_rate: int | None = None, timestamps: bool = False, **options) -> list:
         """Waveforms (16 kHz float arrays) or sound-file paths -> one Result per utterance."""
-        pipe = self.pipeline(**options)
+        pipe = self.audio_runner(**options)
         waves = _waves(audio, pipe.features, sampling_rate)
         return pipe(waves, timestamps=timestamps)
 
@@ -257,9 +269,10 @@ def _metadata_map(session, path: Path) -> dict[str, str]:
 
 
 def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    onnx_meta = require("onnxruntime", "cpu", "reading ONNX metadata")
     try:
-        session = onnx_meta.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort_session(path)
+    except DependencyError:
+        raise
     except Exception as exc:
         raise ArtifactError(f"{path} cannot be loaded by onnxruntime: {exc}") from exc
     props = _metadata_map(session, path)
@@ -270,22 +283,17 @@ def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise ArtifactError(f"{path} lacks w2vbert metadata ({exc}); was it written by `w2vbert export`?") from exc
 
 
-def _make_session(ort, model_path: Path, provider: str, threads: int | None, spin: bool = True,
+def _make_session(model_path: Path, provider: str, threads: int | None, spin: bool = True,
                   providers: list | None = None, memory_arena: bool = True):
     if provider not in PROVIDERS:
         raise InputError(f"provider {provider!r} is unknown; expected one of {', '.join(PROVIDERS)}, trt-engine")
+    ort = require("onnxruntime", "cpu", "running an exported model")
     name = PROVIDERS[provider]
     if name not in ort.get_available_providers():
         raise DependencyError(f"onnxruntime here offers {ort.get_available_providers()}, not {name}; "
                               "for GPUs install 'w2vbert-deploy[gpu]' (without the cpu extra) on a CUDA machine")
-    options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = memory_arena
-    if not spin:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads is not None:
-        options.intra_op_num_threads = int(threads)
     try:
-        session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers or [name])
+        session = ort_session(model_path, threads, spin, memory_arena, providers or [name])
     except Exception as exc:
         raise ArtifactError(f"onnxruntime cannot load {model_path}: {exc}") from exc
     check_provider_used(session, name)

@@ -9,7 +9,7 @@ its config.pbtxt (written by exporter.targets.triton) says which kind and which 
 * kind "audio": ``audio`` FP32 [-1] (mono; ragged, so requests of every length share a batch) and an
   optional ``sampling_rate`` INT32 [1] -> ``text`` (CTC), ``label`` + ``scores`` (classification),
   per-frame ``labels``, ``embeddings`` (XVector) or ``last_hidden_state``. A batch goes through
-  ``runtime.audio_pipeline.AudioPipeline`` (sorted by length, padded, long CTC audio chunked).
+  ``runtime.audio_runner.AudioRunner`` (sorted by length, padded, long CTC audio chunked).
 
 Each request is checked on its own first: a bad one is answered with the package's message and the
 others in its batch still run. Nothing here imports torch or the exporter.
@@ -55,7 +55,7 @@ class TritonPythonModel:
                                provider=params.get("provider", "cpu"), threads=threads)
         self.max_samples = int(float(params["max_audio_seconds"]) * 16000) if params.get("max_audio_seconds") else None
         if self.kind == "audio":
-            self.pipe = self.session.pipeline(batch_size=int(params.get("batch_size", 8)),
+            self.pipe = self.session.audio_runner(batch_size=int(params.get("batch_size", 8)),
                                               chunk_seconds=float(params.get("chunk_seconds", 30)),
                                               overlap_seconds=float(params.get("overlap_seconds", 2)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import tempfile
 import time
@@ -46,7 +47,9 @@ def serve(artifact, precision, provider, name, host, http_port, grpc_port, metri
                           f"{metrics_port}")
     ports = Ports(http_port, grpc_port, metrics_port, host)
     options = ServeOptions(precision, provider, threads, max_batch, max_queue_delay_ms, instances, max_audio_seconds)
-    with tempfile.TemporaryDirectory(prefix="w2vbert-serve-") as work:
+    # the handlers go in before the server starts: a SIGTERM while it loads (a supervisor's stop) ends it
+    # cleanly as soon as it is up, instead of killing this process with the server's stubs left behind
+    with tempfile.TemporaryDirectory(prefix="w2vbert-serve-") as work, _stop_signals() as stop:
         work = Path(work)
         models = serving_repository(Path(artifact), work / "repository", name, options)
         server = TritonServer(work / "repository", work, ports)
@@ -58,7 +61,7 @@ def serve(artifact, precision, provider, name, host, http_port, grpc_port, metri
         click.echo(f"metrics  http://{host}:{metrics_port}/metrics")
         click.echo(f"models   {models[0]} (input_features, attention_mask)   {models[1]} (audio[, sampling_rate])")
         click.echo("serving until SIGINT or SIGTERM", err=True)
-        code = _serve_until_signal(server)
+        code = _serve_until_signal(server, stop)
     if code != 0:
         from runtime.errors import ExportError
 
@@ -66,21 +69,27 @@ def serve(artifact, precision, provider, name, host, http_port, grpc_port, metri
     click.echo("stopped: every in-flight request was answered", err=True)
 
 
-def _serve_until_signal(server) -> int:
-    """Wait for SIGINT / SIGTERM, then stop the server gracefully; 0 when every request was drained."""
-    stop = []
+@contextlib.contextmanager
+def _stop_signals():
+    """SIGINT and SIGTERM recorded in the yielded list instead of ending the process."""
+    stop: list[int] = []
 
     def request_stop(signum, frame):
         stop.append(signum)
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop and server.process.poll() is None:
-            time.sleep(0.25)  # a signal runs request_stop in between
-        if server.process.poll() is not None and not stop:
-            return server.process.returncode or 1  # it died on its own
-        code = server.stop()
-        return 0 if code == 0 or server.drained() else code
+        yield stop
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _serve_until_signal(server, stop: list) -> int:
+    """Wait for SIGINT / SIGTERM, then stop the server gracefully; 0 when every request was drained."""
+    while not stop and server.process.poll() is None:
+        time.sleep(0.25)  # a signal runs request_stop in between
+    if server.process.poll() is not None and not stop:
+        return server.process.returncode or 1  # it died on its own
+    code = server.stop()
+    return 0 if code == 0 or server.drained() else code

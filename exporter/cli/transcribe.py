@@ -63,14 +63,14 @@ def run_transcribe(artifact, paths: list[str], precision: str, provider: str, th
     from runtime.errors import InputError, OptionError
     from runtime.session import Session  # here: `w2vbert --help` and `inspect` need no onnxruntime
 
-    _refuse_raw_audio_variant(artifact, precision)
+    _refuse_frontend_variant(artifact, precision)
     session = Session(artifact, precision=precision, provider=provider, threads=threads)
     subtitles = fmt in ("srt", "vtt")
     if (timestamps or subtitles) and session.head != "CTC":
         raise OptionError(f"{'--format ' + fmt if subtitles else '--timestamps'} needs a CTC model; this one's "
                           f"head is {session.head}")
     timestamps = timestamps or subtitles
-    pipe = session.pipeline(batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
+    pipe = session.audio_runner(batch_size=batch_size, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
     if subtitles:
         targets = {} if len(paths) == 1 else _file_targets(paths, Path(out_dir or "subtitles"), "." + fmt, overwrite)
     elif session.head in ("XVector", "Model"):
@@ -99,7 +99,7 @@ def run_transcribe(artifact, paths: list[str], precision: str, provider: str, th
                          f"the other {len(paths) - len(failed)} ran")
 
 
-def _refuse_raw_audio_variant(artifact, precision: str) -> None:
+def _refuse_frontend_variant(artifact, precision: str) -> None:
     from runtime.errors import OptionError
     from runtime.manifest import load_manifest
 

@@ -27,10 +27,6 @@ log = logging.getLogger("w2vbert")
 BASE_PREFIX = "wav2vec2_bert."
 
 
-def load_config(source: str | Path | None = None) -> W2VBertConfig:
-    return resolve_source(source).config()
-
-
 def load_model(source: str | Path | None = None, head: str | None = None) -> nn.Module:
     """The reference model of `source` in eval mode; `head` overrides config `architectures`."""
     return load_resolved(resolve_source(source), head)

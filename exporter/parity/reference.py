@@ -18,7 +18,7 @@ from runtime.shapes import output_frames
 
 from ..trace.trace import example_batch
 from .compare import OutputDiff, assert_close, keep_worst
-from .runners import ort_runner, waveform_runner
+from .runners import frontend_runner, ort_runner
 
 log = logging.getLogger("w2vbert")
 
@@ -65,7 +65,7 @@ def example_audio(seconds, rate: int, min_samples: int, seed: int = 0):
 
 def frontend_parity(model, path: Path, extractor, rate: int, shortest: int) -> list[OutputDiff]:
     """The raw-audio ONNX vs `extractor` (runtime.FeatureExtractor) + the reference, with output lengths."""
-    run = waveform_runner(path)
+    run = frontend_runner(path)
     worst: dict[str, OutputDiff] = {}
     for k, seconds in enumerate(PARITY_SECONDS):
         wave, lengths = example_audio(seconds, rate, shortest, seed=k + 1)

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtime.ort_session import ort_session
+
 
 def _session(onnx_path: Path, threads: int | None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # No spin-waiting: parity runs beside other work (a benchmark, a test run) and must not steal cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+    # no spin-waiting: parity runs beside other work (a benchmark, a test run) and must not steal cores
+    return ort_session(onnx_path, threads=threads or None)
 
 
 def ort_runner(onnx_path: Path, threads: int | None = None):
@@ -30,7 +26,7 @@ def ort_runner(onnx_path: Path, threads: int | None = None):
     return run
 
 
-def waveform_runner(onnx_path: Path, threads: int | None = None):
+def frontend_runner(onnx_path: Path, threads: int | None = None):
     """A raw-audio ONNX (--with-frontend) as run(waveform, lengths) -> {output name: array}."""
     session = _session(onnx_path, threads)
     names = [o.name for o in session.get_outputs()]

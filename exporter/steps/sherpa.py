@@ -33,9 +33,9 @@ from ..quantize.convert import quantize
 from ..targets.sherpa_onnx import (
     DIR,
     logmel_batches,
-    ort_runner,
     readme_text,
     sherpa_metadata,
+    sherpa_runner,
     subsampling_factor,
     tokens_text,
 )
@@ -97,7 +97,7 @@ def sherpa_parity(model, path: Path, pre: dict, min_frames: int) -> list[OutputD
     """The sherpa graph on raw log-mel vs FeatureExtractor + the reference, padded batches, lengths too."""
     raw = FeatureExtractor.from_params({**pre, "do_normalize_per_mel_bins": False})
     full = FeatureExtractor.from_params(pre)
-    run = ort_runner(path)
+    run = sherpa_runner(path)
     worst: dict[str, OutputDiff] = {}
     for k, seconds in enumerate(PARITY_SECONDS):
         inputs, utterances = _logmel_batch(raw, seconds, pre, min_frames, seed=k + 1)
@@ -116,7 +116,7 @@ def _int8(staging: Path, manifest: dict, raw: FeatureExtractor, options) -> dict
     log.info("building %s/model.int8.onnx (int8)", DIR)
     quantize(fp32, int8, "int8")
     batches = gate_batches(options.gate_data, raw, manifest["min_frames"])
-    result = gates.evaluate("int8", "CTC", manifest["config"], ort_runner(fp32), ort_runner(int8), batches,
+    result = gates.evaluate("int8", "CTC", manifest["config"], sherpa_runner(fp32), sherpa_runner(int8), batches,
                             options.gates)
     if not result.passed:
         for path in (int8, int8.with_name(int8.name + ".data")):

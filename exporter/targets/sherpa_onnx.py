@@ -78,16 +78,12 @@ model.onnx is fp32{'; model.int8.onnx is int8 (dynamic, weight MatMuls), gated o
 """
 
 
-def ort_runner(path: Path, threads: int | None = None):
+def sherpa_runner(path: Path, threads: int | None = None):
     """The sherpa graph on onnxruntime as run((x, x_lens), mask) -> {"logits", "lengths"}: the
     accuracy gate's callable contract, with the raw log-mel batch and its lengths as the features."""
-    import onnxruntime as ort
+    from runtime.ort_session import ort_session
 
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads=threads or None)
     inputs = [i.name for i in session.get_inputs()]
 
     def run(features, mask=None):
@@ -115,9 +111,9 @@ def logmel_batches(utterances: list[np.ndarray], stride: int = 2, batch_size: in
 
 
 def read_model_type(path: Path) -> str:
-    import onnxruntime as ort
+    from runtime.ort_session import ort_session
 
-    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    meta = ort_session(path).get_modelmeta()
     model_type = meta.custom_metadata_map.get("model_type")
     if model_type != MODEL_TYPE:
         raise ArtifactError(f"{path} has model_type {model_type!r}; sherpa-onnx's loader needs {MODEL_TYPE!r}")

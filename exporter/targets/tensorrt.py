@@ -27,7 +27,8 @@ from pathlib import Path
 from runtime.errors import ExportError, require
 from runtime.manifest import file_sha256
 from runtime.precisions import PRECISIONS, plan_precision
-from runtime.trt_profile import ShapeProfile, engine_cache_key, files_digest, gpu_identity, timing_cache_name
+from runtime.trt_cache import engine_cache_key, files_digest, gpu_identity, timing_cache_name
+from runtime.trt_profile import ShapeProfile
 
 log = logging.getLogger("w2vbert")
 

@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
         Ref kwargs(Py_BuildValue("{s:s}", "precision", raw ? "fp32-frontend" : "fp32"));
         Ref session(PyObject_Call(session_type.p, args.p, kwargs.p));
         if (!session) return fail("cannot load the artifact");
-        Ref outputs(PyObject_CallMethod(session.p, raw ? "run_waveform" : "run", "O", array.p));
+        Ref outputs(PyObject_CallMethod(session.p, raw ? "run_frontend" : "run", "O", array.p));
         if (!outputs) return fail("the model call failed");
 
         Ref names(PyObject_GetAttrString(session.p, "output_names"));

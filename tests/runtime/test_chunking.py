@@ -22,7 +22,7 @@ def session(tmp_path_factory):
 def test_keep_regions_tile_the_recording(session, seconds, chunk, overlap):
     rate = 16000
     wave = np.zeros(int(seconds * rate), np.float32)
-    pipe = session.pipeline(chunk_seconds=chunk, overlap_seconds=overlap)
+    pipe = session.audio_runner(chunk_seconds=chunk, overlap_seconds=overlap)
     chunks = pipe._chunks(wave)
     covered = 0  # the recording is covered by consecutive keep regions, without gap or overlap
     for start, audio, keep_from, keep_to in chunks:
@@ -72,9 +72,9 @@ def test_long_recording_equals_its_chunks_run_one_by_one(session):
 
 def test_bad_chunk_options(session):
     with pytest.raises(InputError, match="must exceed twice overlap_seconds"):
-        session.pipeline(chunk_seconds=2.0, overlap_seconds=1.0)
+        session.audio_runner(chunk_seconds=2.0, overlap_seconds=1.0)
     with pytest.raises(InputError, match="batch_size must be >= 1"):
-        session.pipeline(batch_size=0)
+        session.audio_runner(batch_size=0)
 
 
 @pytest.mark.parametrize("seconds", [3.3, 31.3, 95.0])
@@ -84,7 +84,7 @@ def test_seams_keep_every_frame_once_at_its_global_time(session, monkeypatch, se
     stitched frames must be token(0), token(1), ... with frame k at k x 40 ms, across every seam."""
     rate = 16000
     wave = np.zeros(int(seconds * rate), np.float32)
-    pipe = session.pipeline(chunk_seconds=chunk, overlap_seconds=overlap)
+    pipe = session.audio_runner(chunk_seconds=chunk, overlap_seconds=overlap)
     spf = pipe.frame_samples
 
     def token(frames):
@@ -115,7 +115,7 @@ def test_pipeline_fits_a_tensorrt_profile(session, monkeypatch):
     """With a plan whose profile ends at batch 2 and 300 frames (6 s), the pipeline's defaults
     (batch 8, 30 s chunks, a merged short tail) shrink to fit instead of failing every call."""
     monkeypatch.setattr(Session, "engine_limits", property(lambda self: (2, 300)))
-    pipe = session.pipeline()
+    pipe = session.audio_runner()
     assert pipe.batch_size == 2 and pipe.chunk % pipe.frame_samples == 0
     for seconds in (5.9, 6.2, 61.0, 95.3):
         wave = np.zeros(int(seconds * 16000), np.float32)

@@ -74,12 +74,12 @@ def test_host_features_equal_session(host, artifact, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
-def test_host_raw_audio_equals_session(host, artifact, tmp_path):
+def test_host_frontend_variant_equals_session(host, artifact, tmp_path):
     samples = 16000 * 2
     done = run_host(host, artifact, "waveform", samples, tmp_path / "out.f32")
     assert done.returncode == 0, done.stderr
     session = Session(artifact, precision="fp32-frontend")
-    expected = session.run_waveform(pattern(samples, 0.3)[None])["logits"]
+    expected = session.run_frontend(pattern(samples, 0.3)[None])["logits"]
     got = np.fromfile(tmp_path / "out.f32", dtype=np.float32).reshape(expected.shape)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 

@@ -45,7 +45,7 @@ def test_runtime_modules_and_cli_work_without_torch(tmp_path):
     artifact = export(None, tmp_path / "digits")
     sample = sorted((FIXTURE / "samples").glob("*.wav"))[0]
     result = run_blocked(f"""
-        import runtime.audio, runtime.decode, runtime.features, runtime.audio_pipeline, runtime.session
+        import runtime.audio, runtime.decode, runtime.features, runtime.audio_runner, runtime.session
         import runtime.tokenizer, runtime.processor, runtime.pipelines, runtime.timestamps, runtime.subtitles
         from runtime import Processor, pipeline
         asr = pipeline('automatic-speech-recognition', model={str(artifact)!r})

@@ -66,7 +66,7 @@ def test_long_audio_is_chunked_with_overlap(session):
 
     waves = [load_audio(p) for p in SAMPLES]
     recording = np.concatenate(waves)
-    assert len(session.pipeline(chunk_seconds=4.0, overlap_seconds=1.0)._chunks(recording)) >= 4
+    assert len(session.audio_runner(chunk_seconds=4.0, overlap_seconds=1.0)._chunks(recording)) >= 4
     chunked = session.transcribe([recording], chunk_seconds=4.0, overlap_seconds=1.0)[0]
     assert session.transcribe([recording], chunk_seconds=60.0)[0] == session.transcribe([recording])[0]
     # Compared with what the model says on each utterance alone, letters only: it emits no word
@@ -102,14 +102,14 @@ def test_frontend_variant_runs_from_raw_samples_alone(artifact, session):
     batch = np.zeros((len(waves), lengths.max()), np.float32)
     for i, w in enumerate(waves):
         batch[i, :len(w)] = w
-    features, mask = session.pipeline().features(waves)
+    features, mask = session.audio_runner().features(waves)
     expected = session.run(features, mask)["logits"]
     for name in ("model.fp32.frontend.onnx", "model.fp32.frontend.cpu.onnx"):  # for CUDA, and its CPU form
         raw = ort.InferenceSession(str(artifact / name), providers=["CPUExecutionProvider"])
         logits, out_lengths = raw.run(None, {"waveform": batch, "waveform_lengths": lengths})
         assert np.abs(logits - expected).max() <= 1e-3
         np.testing.assert_array_equal(out_lengths, [int(n) for n in np.ceil(mask.sum(1) / 2)])
-    via_session = Session(artifact, precision="fp32-frontend").run_waveform(batch, lengths)
+    via_session = Session(artifact, precision="fp32-frontend").run_frontend(batch, lengths)
     np.testing.assert_allclose(via_session["logits"], logits, atol=1e-6)  # the CPU form, loaded last
     with pytest.raises(InputError, match="takes raw audio"):
         Session(artifact, precision="fp32-frontend").run(features, mask)

@@ -106,7 +106,7 @@ def test_debug_shows_the_traceback_that_the_one_line_error_hides(tmp_path):
 def test_opt_batch_reaches_the_engine_profile(tmp_path, monkeypatch):
     """No GPU here: the plan is stopped where TensorRT would start, and the profile it carries read."""
     import runtime.errors
-    import runtime.trt_profile
+    import runtime.trt_cache
     from exporter import export as export_module
 
     seen = {}
@@ -116,7 +116,7 @@ def test_opt_batch_reaches_the_engine_profile(tmp_path, monkeypatch):
         raise KeyboardInterrupt  # nothing to build here; the staging area is cleaned as after any failure
 
     monkeypatch.setattr(runtime.errors, "require", lambda *a, **k: None)  # as if TensorRT and a GPU were here
-    monkeypatch.setattr(runtime.trt_profile, "gpu_identity", lambda: {})
+    monkeypatch.setattr(runtime.trt_cache, "gpu_identity", lambda: {})
     monkeypatch.setattr(export_module, "add_engines", stop)
     run("export", "tiny", "-o", tmp_path / "a", "--target", "tensorrt", "--engine", "--opt-batch", "3",
         "--max-batch", "6", "--opt-seconds", "5")

@@ -17,7 +17,8 @@ from runtime import Session
 from runtime.errors import ArtifactError, DependencyError, InputError, OptionError
 from runtime.manifest import file_entry
 from runtime.providers import provider_options
-from runtime.trt_profile import ShapeProfile, check_in_profile, engine_cache_key
+from runtime.trt_cache import engine_cache_key
+from runtime.trt_profile import ShapeProfile, check_in_profile
 
 from ...conftest import padded_batch
 

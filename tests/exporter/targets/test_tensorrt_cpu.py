@@ -13,14 +13,8 @@ import pytest
 
 from runtime.errors import DependencyError, ExportError
 from runtime.precisions import PRECISIONS
-from runtime.trt_profile import (
-    ShapeProfile,
-    engine_cache_key,
-    engine_profile,
-    files_digest,
-    gpu_identity,
-    timing_cache_name,
-)
+from runtime.trt_cache import engine_cache_key, files_digest, gpu_identity, timing_cache_name
+from runtime.trt_profile import ShapeProfile, engine_profile
 from tests.conftest import run_in_threads
 
 
@@ -342,7 +336,7 @@ def test_session_runs_a_plan_within_its_profile(engine_artifact):
         with pytest.raises(InputError, match="frames"):
             session.run(np.zeros((1, 121, 160), np.float32))  # past the profile's 120 frames
         with pytest.raises(InputError, match="takes features"):
-            session.run_waveform(np.zeros((1, 16000), np.float32))
+            session.run_frontend(np.zeros((1, 16000), np.float32))
     assert Session(engine_artifact).engine_limits is None  # onnxruntime runs any shape
 
 

@@ -101,7 +101,7 @@ def test_http_and_grpc_transcripts_equal_the_session(served):
 
         low = resample(waves[0], 16000, 8000)
         assert text(h.infer(audio, audio_inputs(http, low, rate=8000))) == session.transcribe([low], 8000)[0]
-        features, mask = session.pipeline().features(waves[0])
+        features, mask = session.audio_runner().features(waves[0])
         logits = h.infer(served[2][0], [_features_input(features), _features_input(mask, "attention_mask", "INT64")])
         np.testing.assert_allclose(logits.as_numpy("logits"), session.run(features, mask)["logits"], atol=1e-4)
     finally:

@@ -53,7 +53,7 @@ class Result:
         return out
 
 
-class AudioPipeline:
+class AudioRunner:
     def __init__(self, session, batch_size: int = 8, chunk_seconds: float = 30.0, overlap_seconds: float = 2.0):
         if not overlap_seconds >= 0:
             raise InputError(f"overlap_seconds must be >= 0, got {overlap_seconds}")
