@@ -160,3 +160,89 @@ def test_engine_plan_without_tensorrt_is_refused_before_any_work(tmp_path):
     # the profile is checked first, TensorRT or not
     with pytest.raises(InputError, match=r"^profile batch: need 1 <= min <= opt <= max, got 1, 9, 4$"):
         make_plan("tiny", tmp_path / "a", target="tensorrt", engine={"opt_batch": 9, "max_batch": 4})
+
+
+def test_how_many_entries_a_refusal_shows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for count, shown in ((3, "a.txt, b.txt, c.txt"), (4, "a.txt, b.txt, c.txt and 1 more")):
+        mine = tmp_path / f"mine{count}"
+        mine.mkdir()
+        for name in ("a.txt", "b.txt", "c.txt", "d.txt")[:count]:
+            (mine / name).write_text("x")
+        refused(lambda mine=mine: check_out(mine, True),
+                f"output {mine} holds {shown} and is no w2vbert artifact: --force only replaces an artifact written "
+                "by w2vbert; choose another OUT")
+
+
+def test_an_artifact_with_nested_folders_is_ours(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    art = tmp_path / "art"
+    (art / "transformers-js" / "onnx").mkdir(parents=True)
+    (art / "manifest.json").write_text(json.dumps({"schema": "w2vbert-deploy/artifact",
+                                                   "files": {"transformers-js/onnx/model.onnx": {}}}))
+    check_out(art, True)  # the top folder of a listed file two levels down is listed
+
+
+def test_check_out_names_the_systems_reason():
+    refused(lambda: check_out(Path("/proc/w2vbert-x"), False),
+            "output /proc/w2vbert-x cannot be created in /proc: No such file or directory")
+
+
+def test_every_foreign_folder_of_a_repository_is_named(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "w2vbert_ctc_fp32").mkdir(parents=True)
+    (repo / "w2vbert_ctc_audio").mkdir()
+    refused(lambda: check_triton(TritonPlan(repo), "CTC", ["fp32"], True),
+            f"--triton-repo {repo} holds w2vbert_ctc_fp32, w2vbert_ctc_audio, which are not Triton models written "
+            "by w2vbert (no config.pbtxt); refusing to replace them")
+
+
+def test_make_plan_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan("tiny")
+    assert plan.out == Path("w2vbert-artifact") and not plan.force and not plan.with_frontend
+    assert plan.source.name == "tiny" and plan.source.kind == "preset" and plan.precisions == ("fp32",)
+
+
+def test_make_plan_passes_force_and_every_precision_on(tmp_path, monkeypatch):
+    """An artifact and Triton models there already: refused without --force, replaced with it; the fp32
+    model (always built) and each precision's model are the ones looked for."""
+    monkeypatch.chdir(tmp_path)
+    art = _artifact_dir(tmp_path / "art")
+    repo = tmp_path / "repo"
+    for model in ("w2vbert_ctc_fp32", "w2vbert_ctc_int8"):
+        (repo / model).mkdir(parents=True)
+        (repo / model / "config.pbtxt").write_text("name")
+        with pytest.raises(OptionError, match=f"already holds {model}; pass --force"):
+            make_plan(None, tmp_path / "new", precisions=("fp32", "int8") if model.endswith("int8") else (),
+                      triton=TritonPlan(repo))
+        (repo / model / "config.pbtxt").unlink()
+        (repo / model).rmdir()
+    (repo / "w2vbert_ctc_fp32").mkdir()
+    (repo / "w2vbert_ctc_fp32" / "config.pbtxt").write_text("name")
+    plan = make_plan(None, art, precisions=("fp32", "int8"), force=True, triton=TritonPlan(repo))
+    assert plan.force and plan.head == "CTC"
+
+
+def test_engines_need_tensorrt_named_with_its_extra(tmp_path, monkeypatch):
+    import sys
+
+    from runtime.errors import DependencyError
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # not importable, whatever is installed
+    with pytest.raises(DependencyError) as caught:
+        make_plan("tiny", tmp_path / "a", target="tensorrt", engine={})
+    text = str(caught.value)
+    assert text.startswith("building TensorRT engines (TensorRT engines need an NVIDIA GPU")
+    assert "needs the Python package 'tensorrt'" in text and text.endswith("pip install 'w2vbert-deploy[gpu]'")
+
+
+def test_the_engine_profile_never_asks_for_fewer_frames_than_the_model_needs(tmp_path, monkeypatch):
+    import runtime.errors
+    import runtime.trt_cache
+
+    monkeypatch.setattr(runtime.errors, "require", lambda *a, **k: None)
+    monkeypatch.setattr(runtime.trt_cache, "gpu_identity", lambda: ("GPU", "9.0"))
+    plan = make_plan("tiny", tmp_path / "a", head="XVector", target="tensorrt",
+                     engine={"min_seconds": 0.01, "opt_seconds": 0.02})
+    assert plan.min_frames > 1 and plan.profile.min_frames == plan.min_frames  # the TDNN's receptive field

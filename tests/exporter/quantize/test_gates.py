@@ -295,3 +295,64 @@ def test_gate_row_text():
     row = GateRow("cosine", 0.97, 0.98, -1, recorded=0.99)
     assert row.row() == f"{'cosine':<14} {'0.97':<12}{' (at export 0.99)':<26} {'>= 0.98':<10} FAIL"
     assert GateRow("cer", 0.5, 0.5, 1).ok and GateRow("cosine", 0.98, 0.98, -1).ok  # bounds are inclusive
+
+
+def test_report_of_a_passing_gate():
+    result = evaluate("int8", "CTC", CONFIG, reference, reference, BATCHES)
+    assert result.report().splitlines()[0] == "int8 accuracy gate passed:"
+    assert "FAIL" not in result.report()
+
+
+def test_bounds_are_inclusive_when_judged():
+    limits = {"max_cer": 0.0, "min_agreement": 1.0, "min_cosine": 1.0, "max_scaled_error": 0.0}
+    assert evaluate("int8", "CTC", CONFIG, reference, reference, BATCHES, limits=limits).passed
+
+
+def test_cer_of_one_reference_token():
+    ref = np.stack([_frames([0, 3, 0, 0])])  # greedy: [3]
+    got = np.stack([_frames([0, 0, 0, 0])])  # nothing
+    batches = [(np.zeros((1, 4, 160), np.float32), np.ones((1, 4), np.int64))]
+    result = evaluate("int8", "CTC", CONFIG, lambda f, m: {"logits": ref}, lambda f, m: {"logits": got}, batches)
+    assert result.metrics["cer"] == 100.0
+
+
+def test_all_zero_references_scale_by_one():
+    zeros = np.zeros((2, 12), np.float32)
+    small = zeros.copy()
+    small[0, 0] = 0.04
+    result = evaluate("int8", "XVector", CONFIG, lambda f, m: {"embeddings": zeros}, lambda f, m: {"embeddings": small},
+                      BATCHES)
+    assert result.metrics["scaled_error"] == pytest.approx(0.04) and result.metrics["max_abs"] == pytest.approx(0.04)
+
+
+def test_utterance_level_heads_are_judged_on_their_whole_output():
+    """An XVector embedding wider than the utterance is long in frames is not cut to the frame count."""
+    batches = [(np.zeros((2, 30, 160), np.float32), np.ones((2, 30), np.int64))]
+    base = np.ones((2, 64), np.float32)
+    tail = base.copy()
+    tail[:, 30:] = -1.0  # equal over the first 30 values only
+    result = evaluate("int8", "XVector", CONFIG, lambda f, m: {"embeddings": base}, lambda f, m: {"embeddings": tail},
+                      batches)
+    assert result.metrics["cosine"] == pytest.approx((30 - 34) / 64) and not result.passed
+
+
+def test_sequence_classification_agreement_is_top1_per_utterance():
+    batches = [(np.zeros((3, 20, 160), np.float32), np.ones((3, 20), np.int64))]
+    ref = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]], np.float32)
+    got = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 2.1, 2.0]], np.float32)
+    result = evaluate("int8", "SequenceClassification", CONFIG, lambda f, m: {"logits": ref},
+                      lambda f, m: {"logits": got}, batches)
+    assert result.metrics["agreement"] == pytest.approx(2 / 3) and "cer" not in result.metrics
+
+
+def test_override_messages_name_every_unknown_key_and_the_head_only_when_given():
+    from exporter.quantize.gates import with_overrides
+    from runtime.errors import OptionError
+
+    with pytest.raises(OptionError) as caught:
+        with_overrides({"min_cosine": 0.9}, "int8", {"*": {"max_cer": 1.0, "min_agreement": 0.5}})
+    assert str(caught.value) == ("gate override max_cer, min_agreement does not apply to the int8 gate; its "
+                                 "thresholds are min_cosine")
+    with pytest.raises(OptionError) as caught:
+        parse_overrides(["int8.max_cer==1"])
+    assert str(caught.value) == "gate override 'int8.max_cer==1': '=1' is not a number"
