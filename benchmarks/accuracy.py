@@ -12,7 +12,6 @@ variant of a fresh export of the bundled model (every precision of runtime.preci
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -112,7 +111,6 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.md"))
     args = parser.parse_args(argv)
 
-    from exporter.artifact import tool_versions
     from exporter.export import export
     from runtime.manifest import load_manifest
 
@@ -135,7 +133,7 @@ def main(argv=None) -> None:
             cells.append(error_rates(run(waves), texts))
         rows.append((name, cells))
         print(name, cells, flush=True)
-    write_report(args, rows, sets, tool_versions(), time.time() - started)
+    write_report(args, rows, sets, time.time() - started)
     print(precision_table(rows, list(sets)))
 
 
@@ -155,7 +153,9 @@ def precision_table(rows, set_names) -> str:
     return "\n".join(lines)
 
 
-def write_report(args, rows, sets, versions, seconds: float) -> None:
+def write_report(args, rows, sets, seconds: float) -> None:
+    from .study import write_study
+
     names = list(sets)
     lines = ["# Task accuracy of the bundled model (`w2vbert-digits`, CTC)", "",
              f"Command: `python -m benchmarks.accuracy --per-set {args.per_set}` "
@@ -168,14 +168,9 @@ def write_report(args, rows, sets, versions, seconds: float) -> None:
     for name, cells in rows:
         lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c, _ in cells) + " | "
                      + " | ".join(f"{w:.2f}" for _, w in cells) + " |")
-    lines += ["", "Reduced precisions against the fp32 variant (percentage points; issue 8 bounds: int8 0.5, "
-              "fp16 0.1; int4 has no stated bound):", "", precision_table(rows, names)]
-    from exporter.machine import describe
-
-    lines += ["", f"Machine: {describe()}, Python "
-              f"{platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    lines += ["", "Reduced precisions against the fp32 variant (percentage points; the bound is each precision's "
+              "gate, runtime.precisions):", "", precision_table(rows, names)]
+    write_study(args.out, lines, echo=False)
     print(f"wrote {args.out}")
 
 

@@ -81,8 +81,8 @@ def build(spec: dict, threads: int):
         session = Session(spec["artifact"], precision=spec["precision"], provider=spec["provider"],
                           threads=threads, verify=False, spin=spec.get("spin", False))
         return session.run
-    if kind == "plain-export" and Path(spec["path"]).is_file():
-        return _ort_runner(Path(spec["path"]), threads, spec.get("spin", False))  # no torch here: RSS is ORT's
+    if kind == "plain-export":  # prepared before the run (prepare): no torch here, so RSS is onnxruntime's
+        return _ort_runner(Path(spec["path"]), threads, spec.get("spin", False))
     import torch
 
     torch.set_num_threads(threads)
@@ -92,13 +92,18 @@ def build(spec: dict, threads: int):
         return _torch_runner(load_model(spec["source"]))
     if kind == "transformers":
         return _torch_runner(transformers_model(spec["source"]), hf=True)
-    if kind == "plain-export" and spec.get("quantize_from"):  # the one-off --prepare run
-        quantize_plain(Path(spec["quantize_from"]), Path(spec["path"]))
-        return _ort_runner(Path(spec["path"]), threads)
-    if kind == "plain-export":  # the one-off --prepare run
-        export_plain(transformers_model(spec["source"]), Path(spec["path"]))
-        return _ort_runner(Path(spec["path"]), threads)
     raise ValueError(f"unknown backend kind {kind!r}")
+
+
+def prepare(spec: dict) -> None:
+    """Write the files a plain-export backend loads: what users do today (`torch.onnx.export` of the
+    transformers model; with `quantize_from`, onnxruntime's quantize_dynamic of that export)."""
+    if spec["kind"] != "plain-export":
+        raise ValueError(f"backend kind {spec['kind']!r} has nothing to prepare")
+    if spec.get("quantize_from"):
+        quantize_plain(Path(spec["quantize_from"]), Path(spec["path"]))
+    else:
+        export_plain(transformers_model(spec["source"]), Path(spec["path"]))
 
 
 def _torch_runner(model, hf: bool = False):

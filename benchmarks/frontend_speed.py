@@ -11,7 +11,6 @@ the numba kernel (the default when numba is installed) and with the numpy path
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -63,8 +62,7 @@ def measure(runners: dict, theirs, wave: np.ndarray, seconds: float, repeats: in
 
 
 def write_report(args, names: list[str], rows) -> None:
-    from exporter.artifact import tool_versions
-    from exporter.machine import describe
+    from .study import write_study
 
     head = [f"ours, {name} median (min)" for name in names] + ["transformers median (min)"]
     head += [f"speed-up, {name}" for name in names] + ["max abs diff (" + " / ".join(names) + ")"]
@@ -83,9 +81,7 @@ def write_report(args, names: list[str], rows) -> None:
     if "numba" in names:
         import numba
         versions["numba"] = numba.__version__
-    lines += ["", f"Machine: {describe()}, Python {platform.python_version()}, "
-              + ", ".join(f"{k} {v}" for k, v in {**versions, **tool_versions()}.items()), ""]
-    args.out.write_text("\n".join(lines))
+    write_study(args.out, lines, extra=versions, echo=False)
     print(f"wrote {args.out}")
 
 

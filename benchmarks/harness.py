@@ -50,6 +50,17 @@ def interleaved_order(backends: list, repeats: int) -> list[list]:
     return [[backends[(r + k) % n] for k in range(n)] for r in range(repeats)]
 
 
+def time_interleaved(jobs: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each job(), `repeats` rounds in interleaved_order: in-process studies time alike."""
+    times = {name: [] for name in jobs}
+    for round_ in interleaved_order(list(jobs), repeats):
+        for name in round_:
+            start = time.perf_counter()
+            jobs[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def stats(seconds: list[float]) -> dict:
     values = np.array(seconds)
     return {"min": float(values.min()), "median": float(np.median(values)),

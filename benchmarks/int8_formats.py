@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import time_interleaved
 from exporter.quantize.convert import Int8Format
 
 # label -> (precision, format); the defaults are what `w2vbert export` writes.
@@ -132,16 +131,9 @@ def time_formats(artifact: Path, folder: Path, frames: int, threads: int, repeat
     rng = np.random.default_rng(0)
     feed = {"input_features": rng.standard_normal((1, frames, 160)).astype(np.float32),
             "attention_mask": np.ones((1, frames), np.int64)}
-    names = list(sessions)
     for s in sessions.values():
         s.run(None, feed)  # warm-up
-    times = {k: [] for k in names}
-    for r in range(repeats):
-        for k in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            sessions[k].run(None, feed)
-            times[k].append(time.perf_counter() - start)
-    return times
+    return time_interleaved({k: (lambda s=s: s.run(None, feed)) for k, s in sessions.items()}, repeats)
 
 
 def accuracy_table(figures: dict[str, dict]) -> list[str]:
@@ -193,8 +185,7 @@ def main(argv=None) -> None:
 
 
 def write_report(args, figures, times) -> None:
-    from exporter.artifact import tool_versions
-    from exporter.machine import describe
+    from .study import write_study
 
     command = " ".join(["python -m benchmarks.int8_formats", *(["ARTIFACT"] if args.artifact else []),
                         *([f"--emulate {args.emulate}"] if args.emulate else []),
@@ -209,11 +200,7 @@ def write_report(args, figures, times) -> None:
     if times:
         lines += ["## Speed", "", f"ARTIFACT: `w2vbert export w2v-bert-2.0` (600M), {args.frames} frames, batch 1, "
                   f"{args.threads} threads, {args.repeats} interleaved runs, native.", "", *speed_table(times), ""]
-    lines += [f"Machine: {describe()}; Python {platform.python_version()}; "
-              + ", ".join(f"{k} {v}" for k, v in tool_versions().items()), ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_study(args.out, lines)
 
 
 if __name__ == "__main__":

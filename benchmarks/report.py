@@ -139,9 +139,10 @@ def write_json(data: dict, path: Path) -> None:
 
 
 def plot(data: dict, out_dir: Path) -> list[Path]:
-    """latency vs duration per backend (log scale), and speed-up vs transformers eager; one PNG per batch."""
+    """One PNG per batch: horizontal bars of the speed-up vs transformers eager (labelled with the figure)
+    when the run has one duration, lines of latency and speed-up across durations otherwise; the legend
+    outside the data."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -151,31 +152,55 @@ def plot(data: dict, out_dir: Path) -> list[Path]:
         results = [r for r in data["results"] if r["batch"] == batch]
         if not results:
             continue
-        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-        backends = list(dict.fromkeys(r["backend"] for r in results))
-        base = {r["duration"]: r["latency"]["median"] for r in results if r["backend"] == BASELINE}
-        for name in backends:
-            mine = sorted((r["duration"], r["latency"]["median"]) for r in results if r["backend"] == name)
-            left.plot([d for d, _ in mine], [t * 1e3 for _, t in mine], marker="o", label=name)
-            if base:
-                right.plot([d for d, _ in mine], [base[d] / t for d, t in mine if d in base], marker="o", label=name)
-        left.set(xscale="log", yscale="log", xlabel="audio duration (s)", ylabel="median latency (ms)",
-                 title=f"latency, batch {batch}")
-        right.set(xscale="log", xlabel="audio duration (s)", ylabel="speed-up (x)",
-                  title=f"speed-up vs {BASELINE}, batch {batch}" if base else "no transformers baseline")
-        right.axhline(1.0, color="grey", linewidth=0.8)
-        right.set_ylim(bottom=0)
         durations = sorted({r["duration"] for r in results})
-        for ax in (left, right):
-            ax.set_xticks(durations, [f"{d:g}" for d in durations])
-            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-        right.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
-        fig.suptitle(data["model"]["label"])
+        fig = _bars(plt, results, durations[0]) if len(durations) == 1 else _lines(plt, results, durations)
+        fig.suptitle(f"{data['model']['label']}, batch {batch}")
         fig.tight_layout()
         path = out_dir / f"latency_batch{batch}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _bars(plt, results: list[dict], duration: float):
+    base = next((r["latency"]["median"] for r in results if r["backend"] == BASELINE), None)
+    rows = sorted(results, key=lambda r: r["latency"]["median"], reverse=True)  # fastest at the top
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
+    values = [base / r["latency"]["median"] if base else r["latency"]["median"] * 1e3 for r in rows]
+    bars = ax.barh([r["backend"] for r in rows], values, color="tab:blue")
+    labels = [f"{v:.2f}x ({r['latency']['median'] * 1e3:.0f} ms)" if base else f"{v:.0f} ms"
+              for v, r in zip(values, rows)]
+    ax.bar_label(bars, labels, padding=3, fontsize=8)
+    if base:
+        ax.axvline(1.0, color="grey", linewidth=0.8)
+    ax.set_xlabel(f"speed-up vs {BASELINE} ({duration:g} s of audio)" if base else
+                  f"median latency, ms ({duration:g} s of audio)")
+    ax.set_xlim(0, max(values) * 1.3)
+    return fig
+
+
+def _lines(plt, results: list[dict], durations: list[float]):
+    import matplotlib.ticker
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    base = {r["duration"]: r["latency"]["median"] for r in results if r["backend"] == BASELINE}
+    for name in dict.fromkeys(r["backend"] for r in results):
+        mine = sorted((r["duration"], r["latency"]["median"]) for r in results if r["backend"] == name)
+        left.plot([d for d, _ in mine], [t * 1e3 for _, t in mine], marker="o", label=name)
+        if base:
+            right.plot([d for d, _ in mine], [base[d] / t for d, t in mine if d in base], marker="o", label=name)
+    left.set(xscale="log", yscale="log", xlabel="audio duration (s)", ylabel="median latency (ms)", title="latency")
+    right.set(xscale="log", xlabel="audio duration (s)", ylabel="speed-up (x)",
+              title=f"speed-up vs {BASELINE}" if base else "no transformers baseline")
+    right.axhline(1.0, color="grey", linewidth=0.8)
+    right.set_ylim(bottom=0)
+    for ax in (left, right):
+        ax.set_xticks(durations, [f"{d:g}" for d in durations])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.grid(True, which="both", alpha=0.3)
+    right.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    handles, names = left.get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", bbox_to_anchor=(0.5, -0.02 - 0.045 * len(names) / 2),
+               ncol=2, fontsize=8, frameon=False)
+    return fig

@@ -105,8 +105,8 @@ def select(specs: list[dict], only: tuple[str, ...]) -> tuple[list[dict], list[t
     return keep, [(s["name"], f"not selected (--only {','.join(only)})") for s in specs if s not in keep]
 
 
-def _plan(source, grid: Grid, work: Path, precisions, quant, only):
-    """-> (artifact, backend specs to run, [(name, reason)] skipped), every file they need built."""
+def _plan(source, work: Path, precisions, quant, only):
+    """-> (artifact, checkpoint, backend specs to run, [(name, reason)] skipped): what runs, decided."""
     artifact, checkpoint = prepare(source, work, precisions, quant)
     int8 = any(p.startswith("int") for p in precisions)
     specs, skipped = plan_backends(checkpoint, artifact, work)
@@ -115,6 +115,13 @@ def _plan(source, grid: Grid, work: Path, precisions, quant, only):
         specs = [s for s in specs if s["kind"] == "session"]
     peers, peer_skips = plan_peers(checkpoint, work, int8)
     specs, unselected = select(specs + peers, only)
+    return artifact, checkpoint, specs, skipped + peer_skips + unselected
+
+
+def _prepare_files(specs: list[dict], checkpoint, work: Path, threads: int, quant) -> tuple[list, list]:
+    """Build the files the selected backends read (our standard-op graphs, the plain export and its
+    quantize_dynamic, CTranslate2's conversion); -> (backends that can run, [(name, reason)] that cannot)."""
+    skipped = []
     # OpenVINO's rows on our graphs need a --target tensorrt export: made only when one of them runs
     std_users = [s for s in specs if Path(s.get("path", "")).parent == work / STANDARD_GRAPHS]
     wanted = sorted({s["precision"] for s in std_users})  # the rows' precisions (benchmarks.peers)
@@ -126,7 +133,7 @@ def _plan(source, grid: Grid, work: Path, precisions, quant, only):
              "path": str(work / "plain" / "model.onnx")}
     for spec in [plain] + [s for s in specs if s["kind"] == "plain-export"]:  # the fp32 export first
         users = [s for s in specs if spec["path"] in (s.get("path"), s.get("quantize_from"))]
-        reason = prepare_plain_export(spec, grid.threads) if users else None
+        reason = prepare_plain_export(spec, threads) if users else None
         if reason:
             skipped += [(s["name"], reason) for s in users]
             specs = [s for s in specs if s not in users]
@@ -135,14 +142,16 @@ def _plan(source, grid: Grid, work: Path, precisions, quant, only):
         if reason:
             skipped.append((spec["name"], reason))
             specs.remove(spec)
-    return artifact, specs, skipped + peer_skips + unselected
+    return specs, skipped
 
 
 def _benchmark(source, out_dir: Path, grid: Grid, work: Path, progress, command: str, precisions, quant,
                only) -> dict:
     from exporter.artifact import tool_versions
 
-    artifact, specs, skipped = _plan(source, grid, work, precisions, quant, only)
+    artifact, checkpoint, specs, skipped = _plan(source, work, precisions, quant, only)
+    specs, unbuilt = _prepare_files(specs, checkpoint, work, grid.threads, quant)
+    skipped = skipped + unbuilt
     manifest = load_manifest(artifact)
     log.info("measuring this machine's fp32 and int8 matmul peaks")
     peaks = measure_peaks(grid.threads)

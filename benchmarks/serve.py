@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import threading
 import time
@@ -131,8 +130,7 @@ def main(argv=None) -> None:
 
 
 def write_report(args, results: dict, levels, audio_seconds: float) -> None:
-    from exporter.artifact import tool_versions
-    from exporter.machine import describe
+    from .study import write_study
 
     lines = ["# Serving: Triton Inference Server vs in-process Session", "",
              f"Command: `python -m benchmarks.serve{' ARTIFACT' if args.artifact else ''} --concurrency "
@@ -146,14 +144,10 @@ def write_report(args, results: dict, levels, audio_seconds: float) -> None:
         for c in levels:
             r = by_level[c]
             lines.append(f"| {name} | {c} | {r['throughput']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} |")
-    lines += ["", f"Machine: {describe()}; Python {platform.python_version()}; "
-              + ", ".join(f"{k} {v}" for k, v in tool_versions().items()), ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    write_study(args.out, lines)
     args.out.with_suffix(".json").write_text(json.dumps({"results": {k: {str(c): v for c, v in r.items()}
                                                                      for k, r in results.items()}}, indent=2))
     _plot(results, levels, args.out.with_suffix(".png"))
-    print("\n".join(lines))
 
 
 def _plot(results: dict, levels, path: Path) -> None:

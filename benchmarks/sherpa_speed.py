@@ -10,12 +10,12 @@ six bundled samples from 16 kHz audio to text (front end included), as one batch
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.harness import time_interleaved
 
 
 def runners(artifact: Path, waves, threads: int) -> dict:
@@ -57,19 +57,12 @@ def main(argv=None) -> None:
         jobs = {**runners(artifact, waves, 1), **runners(artifact, waves, 2)}
         texts = {name: job() for name, job in jobs.items()}  # warm-up, and every backend agrees
         assert len({tuple(t) for t in texts.values()}) == 1, texts
-        times = {name: [] for name in jobs}
-        names = list(jobs)
-        for r in range(args.repeats):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                start = time.perf_counter()
-                jobs[name]()
-                times[name].append(time.perf_counter() - start)
+        times = time_interleaved(jobs, args.repeats)
     write_report(args, times, sum(len(w) for w in waves) / 16000)
 
 
 def write_report(args, times: dict, audio_seconds: float) -> None:
-    from exporter.artifact import tool_versions
-    from exporter.machine import describe
+    from .study import write_study
 
     try:
         import importlib.metadata as md
@@ -83,11 +76,7 @@ def write_report(args, times: dict, audio_seconds: float) -> None:
     for name, values in times.items():
         med = float(np.median(values))
         lines.append(f"| {name} | {med * 1e3:.1f} | {min(values) * 1e3:.1f} | {med / audio_seconds:.4f} |")
-    lines += ["", f"Machine: {describe()}; Python {platform.python_version()}; sherpa-onnx {sherpa_version}; "
-              + ", ".join(f"{k} {v}" for k, v in tool_versions().items()), ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_study(args.out, lines, extra={"sherpa-onnx": sherpa_version})
 
 
 if __name__ == "__main__":

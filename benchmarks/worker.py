@@ -33,16 +33,17 @@ def reply(message: dict) -> None:
 
 def main() -> None:
     spec, threads = json.loads(sys.argv[1]), int(sys.argv[2])
-    from benchmarks.backends import build, first_output
+    from benchmarks.backends import build, first_output, prepare
 
+    if "--prepare" in sys.argv[3:]:
+        prepare(spec)  # a one-off run that only writes files (the plain export) before measuring
+        return
     started = time.perf_counter()
     try:
         run = build(spec, threads)
     except Exception as exc:  # reported to the coordinator as a skip reason, not a crash
         reply({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return
-    if "--prepare" in sys.argv[3:]:
-        return  # a one-off run that only builds files (the plain export) before measuring
     # a backend that reports what it really runs (OpenVINO's inference precision) is labelled with it
     reply({"ready": True, "load_seconds": time.perf_counter() - started, "facts": getattr(run, "facts", {})})
     cache = {}

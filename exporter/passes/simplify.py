@@ -41,7 +41,7 @@ def simplify(path: Path, files: list[str]) -> None:
     set_metadata(simplified, {p.key: p.value for p in before.metadata_props}, replace=True)
     if external:
         # Pull every tensor into memory, then rewrite the data file from scratch: onnx appends to
-        # an existing data file, which doubled it (4.6 GB for the 2.3 GB model) before this.
+        # an existing data file, so writing over it would hold every weight twice.
         from onnx.external_data_helper import load_external_data_for_model
 
         load_external_data_for_model(simplified, str(path.parent))

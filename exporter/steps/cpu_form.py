@@ -2,11 +2,9 @@
 
 The `ort` target emits com.microsoft SkipLayerNormalization for every residual sum
 that feeds a LayerNorm: on CUDA one kernel saves a pass over the activations. On
-the CPU provider of onnxruntime 1.32 the same op is a slowdown: its kernel takes
-1.60 ms per (1, 500, 1024) call where Add + LayerNormalization take 0.29 ms
-(2 threads, 2-core AVX-512 machine), and the 600M fp32 forward at 10 s runs
-2669 ms fused vs 2490 ms unfused. So an `ort` variant whose graph holds the
-fused op also carries a CPU form, and the runtime loads it for provider "cpu".
+onnxruntime's CPU provider the same op is slower than Add + LayerNormalization
+(benchmarks/results/graph-notes.md has the figures). So an `ort` variant whose graph
+holds the fused op also carries a CPU form, and the runtime loads it for provider "cpu".
 
 The CPU form differs only in those nodes: it reuses the variant's external
 weight file when there is one (no extra bytes); a model small enough to embed

@@ -1,5 +1,5 @@
 """Every common mistake on every command: one line naming what was given and what is expected,
-the exit code of its kind, and nothing of the user's removed or overwritten (issue 20's table)."""
+the exit code of its kind, and nothing of the user's removed or overwritten."""
 
 from __future__ import annotations
 

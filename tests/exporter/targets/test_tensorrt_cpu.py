@@ -1,4 +1,4 @@
-"""The TensorRT path's logic on the CPU (issue 25's findings), with tensorrt and polygraphy faked:
+"""The TensorRT path's logic on the CPU, with tensorrt and polygraphy faked:
 no GPU has run this code; these tests pin what the code hands to TensorRT and what it does with the answers."""
 
 from __future__ import annotations
