@@ -3,7 +3,7 @@
     python -m benchmarks.accuracy [--per-set 150] [--out benchmarks/results/accuracy.md]
 
 The held-out set is synthesised like the training set (espeak-ng, see
-benchmarks/fixtures/make_fixture.py) with other seeds: new sentences from the
+exporter/data/make_fixture.py) with other seeds: new sentences from the
 10 training voices, and sentences from 3 voices never used in training.
 Backends: the PyTorch reference, transformers (when installed), and every
 variant of a fresh export of the bundled model (every precision of runtime.precisions).
@@ -23,7 +23,7 @@ from runtime.precisions import PRECISIONS as REGISTRY
 
 
 def held_out_sets(per_set: int):
-    from .fixtures.make_fixture import HELD_OUT_VOICES, TRAIN_VOICES, make_set, render
+    from exporter.data.make_fixture import HELD_OUT_VOICES, TRAIN_VOICES, make_set, render
 
     sets = {"seen voices, new sentences": make_set(per_set, TRAIN_VOICES, seed=99),
             "unseen voices": make_set(per_set, HELD_OUT_VOICES, seed=100)}

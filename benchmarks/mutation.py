@@ -6,8 +6,9 @@
 `run` copies the checkout's sources and tests into ``mutants-work/<module>/`` (git-ignored), writes
 a ``[tool.mutmut]`` there that mutates only MODULE and selects only its test files (the table
 ``[tool.w2vbert.mutation]`` in pyproject.toml), runs ``mutmut run`` in it and keeps the verdicts in
-``mutants-work/<module>.json``. A module's own tests judging it keeps each surviving mutant cheap
-(it runs every selected test that reaches it) and says what the module's tests catch.
+``benchmarks/results/mutation-verdicts/<module>.json`` (tracked: a module's score stands until its next
+run, so the hours of runs can be spread over machines and days). A module's own tests judging it keeps
+each surviving mutant cheap (it runs every selected test that reaches it) and says what they catch.
 
 A mutant is killed when a test fails on it (or it runs past mutmut's timeout: an infinite loop a
 test would notice). Surviving mutants are triaged in benchmarks/results/mutation-triage.json: each
@@ -31,6 +32,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TRIAGE = RESULTS / "mutation-triage.json"
+VERDICTS = RESULTS / "mutation-verdicts"
 WORK = ROOT / "mutants-work"
 TARGET = 85.0  # percent of mutants killed, per module
 KILLED = {"killed", "timeout"}
@@ -65,7 +67,7 @@ def _config(module: str, tests: list[str]) -> str:
 
 def run_module(module: str, tests: list[str]) -> Path:
     """mutmut on `module` with `tests`, in a fresh copy of the checkout; -> the verdicts file."""
-    slug = module.replace("/", ".").removesuffix(".py")
+    slug = _dotted(module)
     folder = WORK / slug
     if folder.exists():
         shutil.rmtree(folder)
@@ -85,7 +87,8 @@ def run_module(module: str, tests: list[str]) -> Path:
     verdicts = read_results(done.stdout)
     if not verdicts:
         raise SystemExit(f"error: mutmut gave no verdicts for {module}; see {folder / 'mutmut.log'}")
-    out = WORK / f"{slug}.json"
+    VERDICTS.mkdir(exist_ok=True)
+    out = VERDICTS / f"{slug}.json"
     out.write_text(json.dumps(verdicts, indent=1, ensure_ascii=False))
     survivors = {name: _diff(mutmut, folder, name) for name, status in verdicts.items() if status not in KILLED}
     (WORK / f"{slug}.survivors.txt").write_text("".join(f"== {n}: {verdicts[n]}\n{d}\n" for n, d in survivors.items()))
@@ -121,7 +124,8 @@ def score(statuses: dict[str, str], triage: dict[str, str]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], machine: str, versions: str, tests: dict[str, list[str]] | None = None) -> str:
+def markdown(rows: list[dict], machine: str, versions: str, tests: dict[str, list[str]] | None = None,
+             missing: list[str] = ()) -> str:
     lines = ["# Mutation testing of the core modules", "",
              "Command: `python -m benchmarks.mutation run` (mutmut once per module, against the module's own test "
              "files: `[tool.w2vbert.mutation]` in pyproject.toml), then `python -m benchmarks.mutation report`.", "",
@@ -133,6 +137,7 @@ def markdown(rows: list[dict], machine: str, versions: str, tests: dict[str, lis
     for r in rows:
         lines.append(f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {r['survived']} | {r['explained']} | "
                      f"{r['score']:.1f}% | {r['score_without_equivalents']:.1f}% |")
+    lines += [f"| `{_dotted(m)}` | not run yet | | | | | |" for m in missing]
     if tests:
         lines += ["", "Tests judging each module:", ""]
         lines += [f"- `{module}`: {', '.join(f'`{t}`' for t in files)}" for module, files in tests.items()]
@@ -144,10 +149,10 @@ def markdown(rows: list[dict], machine: str, versions: str, tests: dict[str, lis
 
 def report(out: Path) -> int:
     verdicts: dict[str, str] = {}
-    for path in sorted(WORK.glob("*.json")):
+    for path in sorted(VERDICTS.glob("*.json")):
         verdicts.update(json.loads(path.read_text()))
     if not verdicts:
-        print(f"error: no verdicts under {WORK}: run `python -m benchmarks.mutation run` first", file=sys.stderr)
+        print(f"error: no verdicts under {VERDICTS}: run `python -m benchmarks.mutation run` first", file=sys.stderr)
         return 1
     triage = json.loads(TRIAGE.read_text()) if TRIAGE.is_file() else {}
     rows = score(verdicts, triage)
@@ -155,13 +160,21 @@ def report(out: Path) -> int:
     from exporter.machine import describe
 
     versions = ", ".join(f"{k} {v}" for k, v in tool_versions(("mutmut", "pytest", "hypothesis")).items())
-    out.write_text(markdown(rows, describe(), versions, plan()))
+    measured = {r["module"] for r in rows}
+    missing = [m for m in plan() if _dotted(m) not in measured]
+    out.write_text(markdown(rows, describe(), versions, plan(), missing))
+    for m in missing:
+        print(f"{_dotted(m):<28} not run yet")
     for r in rows:
         flag = "" if r["score"] >= TARGET else "   below target"
         print(f"{r['module']:<28} {r['killed']:>4}/{r['mutants']:<4} {r['score']:5.1f}%  "
               f"({len(r['unexplained'])} unexplained){flag}")
     print(f"wrote {out}")
-    return 0 if all(r["score"] >= TARGET and not r["unexplained"] for r in rows) else 2
+    return 0 if not missing and all(r["score"] >= TARGET and not r["unexplained"] for r in rows) else 2
+
+
+def _dotted(module: str) -> str:
+    return module.replace("/", ".").removesuffix(".py")
 
 
 def main(argv=None) -> int:

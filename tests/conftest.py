@@ -23,7 +23,7 @@ def pytest_runtest_makereport(item, call):
         report.outcome, report.longrepr = "failed", f"skipped under W2VBERT_NO_SKIPS=1 (CI): {reason}"
 
 
-# The trained fixture model shipped with the package (see benchmarks/fixtures/make_fixture.py).
+# The trained fixture model shipped with the package (see exporter/data/make_fixture.py).
 FIXTURE = Path(__file__).resolve().parents[1] / "exporter" / "data" / "w2vbert-digits"
 
 HF_CLASSES = {

@@ -14,7 +14,7 @@ from runtime.errors import CheckpointError
 from .config import W2VBertConfig
 from .presets import PRESETS, preset_config
 
-# The trained fixture model shipped as package data (benchmarks/fixtures/make_fixture.py).
+# The trained fixture model shipped as package data (exporter/data/make_fixture.py).
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "w2vbert-digits"
 # Files copied from a checkpoint into an artifact when present.
 SIDE_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json",

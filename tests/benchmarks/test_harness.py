@@ -369,3 +369,5 @@ def test_mutation_report_scores_each_module_and_names_unexplained_survivors():
     report = markdown(rows, "CPU", "mutmut 3.8.1")
     assert "| `runtime.decode` | 4 | 2 | 2 | 1 | 50.0% | 66.7% |" in report
     assert "- `runtime.decode.x_top_labels__mutmut_4`" in report
+    pending = markdown(rows, "CPU", "mutmut 3.8.1", missing=["runtime/inputs.py"])
+    assert "| `runtime.inputs` | not run yet |" in pending
