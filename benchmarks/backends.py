@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.model.registry import HEADS
+from runtime.precisions import PRECISIONS
 
 from .peers import installed
 
@@ -48,8 +49,17 @@ def plan_backends(source: str | None, artifact: Path, work_dir: Path) -> tuple[l
         if variant.get("frontend"):
             skipped.append((f"ours {precision}", "raw-audio variant: same graph as fp32 plus the front end"))
             continue
-        specs.append({"name": f"ours {precision} ({variant.get('target', 'ort')})", "kind": "session",
-                      "artifact": str(artifact), "precision": precision, "provider": "cpu"})
+        row = PRECISIONS.get(precision)
+        if row is None or row.onnxruntime:
+            specs.append({"name": f"ours {precision} ({variant.get('target', 'ort')})", "kind": "session",
+                          "artifact": str(artifact), "precision": precision, "provider": "cpu"})
+        if row is not None and row.openvino:
+            if installed("openvino"):
+                specs.append({"name": f"ours {precision} (OpenVINO)", "kind": "session", "artifact": str(artifact),
+                              "precision": precision, "provider": "openvino"})
+            else:
+                skipped.append((f"ours {precision} (OpenVINO)", "openvino not installed (pip install "
+                                "'w2vbert-deploy[openvino]')"))
     skipped += gpu_skips()
     return specs, skipped
 

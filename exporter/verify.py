@@ -19,17 +19,18 @@ from runtime.manifest import CPU_FORM, load_manifest
 from .model.checkpoint import load_model
 from .parity.compare import OutputDiff
 from .parity.reference import PARITY_FRAMES, backend_parity, frontend_parity, onnx_parity
-from .parity.runners import ort_runner
+from .parity.runners import ort_runner, variant_runner
 from .quantize.calibration import gate_data_record, held_out_batches
 from .quantize.gates import evaluate, with_overrides
 
 log = logging.getLogger("w2vbert")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 def verify_artifact(artifact: str | Path, source: str | None = None, precision: str = "fp32",
                     frames=PARITY_FRAMES, backend: str = "onnxruntime", gate_data=None, gates=None,
                     check_files: bool = True) -> list:
-    """Check one variant (onnxruntime) or one TensorRT plan (backend "tensorrt"); raise on failure.
+    """Check one variant (onnxruntime or "openvino") or one TensorRT plan (backend "tensorrt"); raise on failure.
 
     Returns the rows to print: OutputDiff for fp32 variants and plans, gates.GateRow for
     reduced precisions. `gate_data`: held-out audio / .npy to judge a reduced precision on
@@ -37,8 +38,8 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
     top of the recorded thresholds. `check_files`: False skips the sha256 of every file (a
     caller checking several variants of one artifact checks them once).
     """
-    if backend not in ("onnxruntime", "tensorrt"):
-        raise ArtifactError(f"backend {backend!r} is unknown; expected onnxruntime or tensorrt")
+    if backend not in BACKENDS:
+        raise ArtifactError(f"backend {backend!r} is unknown; expected {', '.join(BACKENDS)}")
     manifest = load_manifest(artifact)
     if backend == "tensorrt":
         return _engine_parity(manifest, artifact, source, precision)
@@ -48,8 +49,10 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
             dict.fromkeys(variant["files"] + variant.get(CPU_FORM, {}).get("files", []))))
         manifest.verify()
     if precision != "fp32" and not variant.get("frontend"):
-        return _gate(manifest, variant, precision, gate_data, gates)
+        return _gate(manifest, variant, precision, gate_data, gates, backend)
     model = _reference(manifest, source)
+    if backend == "openvino":
+        return _openvino_parity(manifest, model, precision, frames)
     rows: list[OutputDiff] = []
     for form in (variant, variant.get(CPU_FORM)):  # the CPU form (if any) is what provider "cpu" loads
         if form is not None:
@@ -59,7 +62,17 @@ def verify_artifact(artifact: str | Path, source: str | None = None, precision: 
     return rows
 
 
-def _gate(manifest, variant, precision: str, gate_data, overrides) -> list:
+def _openvino_parity(manifest, model, precision: str, frames) -> list[OutputDiff]:
+    """The variant compiled by OpenVINO (Session(provider="openvino")) vs the PyTorch reference."""
+    from runtime import Session
+
+    session = Session(manifest.root, precision=precision, provider="openvino", verify=False)  # files: checked
+    log.info("parity of %s on %s vs the PyTorch reference at %s frames", session.path.name, session.engine,
+             list(frames))
+    return backend_parity(model, session.run, manifest.data["min_frames"], precision, frames, session.path.name)
+
+
+def _gate(manifest, variant, precision: str, gate_data, overrides, backend: str = "onnxruntime") -> list:
     """Re-run the export's accuracy gate of `precision` on its recorded (or the given) data."""
     recorded = variant.get("gate")
     if not recorded or "thresholds" not in recorded:
@@ -79,7 +92,7 @@ def _gate(manifest, variant, precision: str, gate_data, overrides) -> list:
              sum(len(b[0]) for b in batches), data["label"])
     fp32 = manifest.safe_path(manifest.variant("fp32")["file"])
     result = evaluate(precision, manifest.head, config, ort_runner(fp32),
-                      ort_runner(manifest.safe_path(variant["file"])), batches, limits=limits)
+                      variant_runner(manifest.safe_path(variant["file"]), precision, backend), batches, limits=limits)
     if not result.passed:
         raise GateError(f"{result.report()}\n{precision} of {manifest.root} fails its accuracy gate"
                         + (f" (at export: {_figures(recorded['metrics'])})" if same else ""))

@@ -4,7 +4,8 @@ Every stage reads its row: the export's choices and guards (targets), the conver
 (exporter.quantize.convert, by ``converter``), its accuracy gate defaults and parity tolerance
 (exporter.quantize.gates, exporter.parity.compare), whether its one form is the CPU form, the
 TensorRT plan built from it and that plan's build flags, onnxruntime's TensorRT provider flags,
-and Triton's precision mode. Plain Python: the runtime (providers, TensorRT profiles) reads it too.
+Triton's precision mode, and whether and how OpenVINO runs it. Plain Python: the runtime (providers,
+TensorRT profiles, OpenVINO) reads it too.
 
 Adding a precision is one row here plus its converter function in exporter/quantize/convert.py.
 The numbers beside each row are measured (benchmarks/results/int8-formats.md, accuracy.md).
@@ -38,6 +39,11 @@ class Precision:
     plan_fp16: bool = False  # weakly typed TensorRT builds: the precision flags the plan needs
     plan_int8: bool = False
     ort_trt: Mapping = field(default_factory=_frozen)  # onnxruntime TensorRT provider flags
+    openvino: bool = False  # Session(provider="openvino") runs it
+    onnxruntime: bool = True  # onnxruntime's providers run it (bf16: no x86 CPU kernels)
+    shares_fp32: bool = False  # no file of its own: fp32's graph run at another inference precision
+    # OpenVINO's INFERENCE_PRECISION_HINT for it; None: OpenVINO's own choice (bf16 where the CPU has it)
+    openvino_hint: str | None = None
 
     @property
     def scaled(self) -> bool:
@@ -54,7 +60,7 @@ _NO_TRT = _frozen(trt_fp16_enable=False, trt_int8_enable=False)
 
 PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     Precision("fp32", "the traced graph", ("ort", "tensorrt"), "ORT CPU / CUDA, TensorRT, OpenVINO",
-              plan="fp32", plan_tolerance=1e-3, ort_trt=_NO_TRT),
+              plan="fp32", plan_tolerance=1e-3, ort_trt=_NO_TRT, openvino=True, openvino_hint="f32"),
     # fp16 3.7e-4 scaled error on the bundled model; LayerNorm, softmax and reductions stay fp32
     Precision("fp16", "fp16 weights and activations, fp32 interface", ("ort", "tensorrt"),
               "ORT CPU / CUDA, TensorRT", converter="fp16", tolerance=5e-3,
@@ -69,7 +75,12 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (
               "ORT CPU / CUDA, TensorRT, OpenVINO", converter="int8_qdq", tolerance=0.1,
               gate=_frozen(min_cosine=0.98, min_agreement=0.95, max_cer=0.5), cpu_form=True, plan="int8",
               plan_tolerance=0.1, plan_fp16=True, plan_int8=True,
-              ort_trt=_frozen(trt_fp16_enable=True, trt_int8_enable=True)),
+              ort_trt=_frozen(trt_fp16_enable=True, trt_int8_enable=True), openvino=True),
+    # fp32's file, compiled by OpenVINO with bf16 inference precision (AVX512_BF16 / AMX CPUs):
+    # 4.0e-3 scaled error on the bundled model (AMD Zen 4), bfloat16 keeping 8 significant bits
+    Precision("bf16", "fp32's graph run in bf16 by OpenVINO (CPUs with AVX512_BF16 or AMX)", ("ort", "tensorrt"),
+              "OpenVINO", tolerance=0.05, gate=_frozen(min_cosine=0.999, min_agreement=0.99, max_cer=0.1),
+              openvino=True, openvino_hint="bf16", onnxruntime=False, shares_fp32=True),
     # 0.069 on both
     Precision("int4", "weight-only MatMulNBits, blocks of 32, symmetric", ("ort",), "ORT CPU", converter="int4",
               tolerance=0.25, gate=_frozen(min_cosine=0.95, min_agreement=0.90, max_cer=1.0), cpu_form=True,

@@ -20,7 +20,8 @@ from .features import HOP_LENGTH
 from .inputs import check_attention_memory, check_features, check_mask, check_waveform, is_whole
 from .manifest import Manifest, check_matches_model, load_manifest
 from .ort_session import ort_session
-from .providers import PROVIDERS, provider_options
+from .precisions import PRECISIONS
+from .providers import PROVIDERS, SESSION_PROVIDERS, provider_options
 from .shapes import min_frames, min_samples
 from .trt_cache import files_digest
 from .trt_profile import engine_profile
@@ -36,14 +37,15 @@ class Session:
     Args:
         path: artifact directory written by ``w2vbert export``, or a bare ``.onnx``.
         precision: which variant of the artifact to load ("fp32", ...).
-        provider: "cpu", "cuda" or "tensorrt" (onnxruntime execution providers), or "trt-engine"
-            (the artifact's TensorRT plan for `precision`, built by ``export --engine``).
+        provider: "cpu", "cuda" or "tensorrt" (onnxruntime execution providers), "openvino" (OpenVINO's
+            CPU plugin, the `openvino` extra: fp32 and int8-qdq), or "trt-engine" (the artifact's
+            TensorRT plan for `precision`, built by ``export --engine``).
         threads: intra-op threads; None lets onnxruntime use every core.
         verify: check sha256 of the model files against the manifest (slow for 2 GB models).
         spin: let onnxruntime's threads spin-wait between calls (lowest latency); turn off when
             other processes share the cores.
-        cache_dir: where the tensorrt provider keeps engines and timing caches
-            (default ~/.cache/w2vbert-deploy/ort-tensorrt).
+        cache_dir: where the tensorrt provider keeps engines and timing caches (default
+            ~/.cache/w2vbert-deploy/ort-tensorrt), and openvino its compiled models (.../openvino).
         max_attention_bytes: refuse a call whose attention scores alone would exceed this
             (they grow with frames^2); the default 4 GiB allows ~160 s per call on the 600M model.
         memory_arena: onnxruntime's CPU arena (fastest). Its footprint creeps up over many calls
@@ -61,8 +63,14 @@ class Session:
         self._verified = verify
         self.manifest: Manifest | None = None
         self.precision = precision
+        row = PRECISIONS.get(precision)
+        if row is not None and not row.onnxruntime and provider != "openvino":
+            raise InputError(f"precision {precision!r} runs on OpenVINO only: Session(..., provider='openvino'); "
+                             f"provider {provider!r} has no {precision} kernels on this path")
         if provider == "trt-engine":
             self._from_engine(path, precision, verify)
+        elif provider == "openvino":
+            self._from_openvino(path, precision, threads, verify, cache_dir)
         else:
             model_path = self._from_artifact(path, precision, provider, verify) if path.is_dir() else \
                 self._from_onnx(path, verify)
@@ -108,6 +116,29 @@ class Session:
         self.input_names = ["input_features", "attention_mask"]
         self.output_names = [o["name"] for o in self.manifest.data["outputs"]]
         self.with_frontend = False
+
+    def _from_openvino(self, path: Path, precision: str, threads, verify: bool, cache_dir) -> None:
+        """The variant's graph compiled by OpenVINO, at the inference precision its row names."""
+        from .openvino_runner import DEFAULT_CACHE, OpenVINORunner, cache_folder, metadata_map
+
+        if precision.endswith("-frontend"):  # measured: its logits differ from onnxruntime's by 0.15 (bundled model)
+            raise InputError(f"the raw-audio variant {precision!r} does not run on OpenVINO (its front end's "
+                             "output differs); load 'fp32' with provider='openvino' and runtime.FeatureExtractor")
+        row = PRECISIONS.get(precision)
+        if row is None or not row.openvino:
+            runs = [name for name, p in PRECISIONS.items() if p.openvino]
+            raise InputError(f"precision {precision!r} does not run on OpenVINO; it runs {', '.join(runs)}")
+        model_path = self._from_artifact(path, precision, "openvino", verify) if path.is_dir() else \
+            self._from_onnx(path, verify)
+        if self.manifest is not None and not verify:  # verified files are the manifest's own
+            check_matches_model(self.manifest, metadata_map(model_path), model_path.name)
+        digest = artifact_cache_id(self.manifest, precision, "openvino", model_path)
+        root = Path(cache_dir) if cache_dir else DEFAULT_CACHE
+        self._engine = OpenVINORunner(model_path, row.openvino_hint, threads,
+                                      cache_folder(root, digest, row.openvino_hint))
+        self.path = model_path
+        self.input_names, self.output_names = self._engine.input_names, self._engine.output_names
+        self.with_frontend = self.input_names == ["waveform", "waveform_lengths"]
 
     def _start_onnxruntime(self, model_path: Path, provider: str, threads, spin: bool, cache_dir,
                            memory_arena: bool) -> None:
@@ -190,9 +221,21 @@ class Session:
     @property
     def engine_limits(self) -> tuple[int, int] | None:
         """(max batch, max frames) a TensorRT plan accepts; None when any shape runs."""
-        if self._engine is None:
+        profile = getattr(self._engine, "profile", None)
+        if profile is None:
             return None
-        return int(self._engine.profile["max_batch"]), int(self._engine.profile["max_frames"])
+        return int(profile["max_batch"]), int(profile["max_frames"])
+
+    @property
+    def engine(self) -> str:
+        """What runs this Session's calls (for logs and `w2vbert inspect`)."""
+        if hasattr(self._engine, "describe"):
+            return self._engine.describe()
+        if self._engine is not None:
+            return f"TensorRT plan {self.path.name}"
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__} {self._session.get_providers()[0]}"
 
     def close(self) -> None:
         """Release the onnxruntime session or TensorRT context now (they are otherwise freed with the Session)."""
@@ -246,7 +289,7 @@ def _waves(audio, checker, sampling_rate: int | None) -> list[np.ndarray]:
 
 def artifact_cache_id(manifest: Manifest | None, precision: str, provider: str, model_path: Path) -> str:
     """A folder name for engine caches that changes with the variant's bytes (graph and weights)."""
-    if manifest is not None and provider in PROVIDERS:
+    if manifest is not None and (provider in PROVIDERS or provider == "openvino"):
         files = manifest.form(precision, provider)["files"]
         digest = files_digest({f: manifest.data["files"][f]["sha256"] for f in files})
     else:  # a bare .onnx: its place, size and time stand in (its sha256 would read it twice)
@@ -286,7 +329,8 @@ def _read_metadata(path: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
 def _make_session(model_path: Path, provider: str, threads: int | None, spin: bool = True,
                   providers: list | None = None, memory_arena: bool = True):
     if provider not in PROVIDERS:
-        raise InputError(f"provider {provider!r} is unknown; expected one of {', '.join(PROVIDERS)}, trt-engine")
+        raise InputError(f"provider {provider!r} is unknown; expected one of {', '.join(SESSION_PROVIDERS)}, "
+                         "trt-engine")
     ort = require("onnxruntime", "cpu", "running an exported model")
     name = PROVIDERS[provider]
     if name not in ort.get_available_providers():

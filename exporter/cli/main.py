@@ -120,12 +120,26 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
     print_summary(load_manifest(path))
 
 
+def _on_openvino(precision: str) -> bool:
+    from runtime.precisions import PRECISIONS
+
+    row = PRECISIONS.get(precision)
+    return row is not None and row.openvino
+
+
+def _openvino_only(precision: str) -> bool:
+    from runtime.precisions import PRECISIONS
+
+    return precision in PRECISIONS and not PRECISIONS[precision].onnxruntime
+
+
 @main.command()
 @click.argument("artifact", type=click.Path())
 @click.option("--source", help="Checkpoint dir or preset to compare with (default: the one in the manifest).")
 @click.option("--precision", help="One variant to check [every variant; --backend tensorrt: fp32].")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
-              show_default=True, help="tensorrt: check the model.<precision>.plan engine (needs a GPU).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "openvino", "tensorrt"]), default="onnxruntime",
+              show_default=True, help="openvino: the variants OpenVINO runs, compiled by it; tensorrt: the "
+              "model.<precision>.plan engine (needs a GPU). bf16 is always checked on OpenVINO.")
 @click.option("--gate-data", type=click.Path(exists=True),
               help="Reduced precisions: held-out audio / .npy to judge on [the data recorded at export].")
 @click.option("--gate", "gate_overrides", multiple=True, metavar="[PRECISION.]KEY=VALUE",
@@ -149,14 +163,14 @@ def verify(artifact, source, precision, backend, gate_data, gate_overrides):
     if precision is not None or backend == "tensorrt":
         precisions = [precision or "fp32"]
     else:
-        precisions = list(manifest.data["variants"])
+        precisions = [p for p in manifest.data["variants"] if backend != "openvino" or _on_openvino(p)]
     for i, name in enumerate(precisions):
         rows = verify_artifact(artifact, source=source, precision=name, backend=backend, gate_data=gate_data,
                                gates=overrides, check_files=i == 0)
         for row in rows:
             click.echo(row.row())
         what = "gate" if rows and isinstance(rows[0], GateRow) else "parity"
-        click.echo(f"{artifact}: {name} {what} ok ({backend})")
+        click.echo(f"{artifact}: {name} {what} ok ({'openvino' if _openvino_only(name) else backend})")
     if precision is None and backend == "onnxruntime" and manifest.data.get("sherpa_onnx"):
         from ..verify import verify_sherpa
 

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import click
 
+from runtime.providers import SESSION_PROVIDERS
+
 from .common import verbosity
 
 
 @click.command()
 @click.argument("artifact", type=click.Path())
 @click.option("--precision", default="fp32", show_default=True, help="Artifact variant to serve.")
-@click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "tensorrt"]))
+@click.option("--provider", default="cpu", show_default=True, type=click.Choice(SESSION_PROVIDERS),
+              help="onnxruntime's cpu / cuda / tensorrt, or openvino (the openvino extra; fp32, bf16, int8-qdq).")
 @click.option("--name", help="Model name [w2vbert_<head>]; the audio model is <name>_audio.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Triton has no authentication: expose it only behind a gateway.")

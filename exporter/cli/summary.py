@@ -8,6 +8,7 @@ import click
 
 from runtime.errors import ArtifactError
 from runtime.manifest import CPU_FORM, load_manifest
+from runtime.precisions import PRECISIONS
 
 from ..machine import describe
 
@@ -48,7 +49,7 @@ def print_summary(manifest) -> None:
         else:
             check = "max abs err: " + ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in variant.get("parity", {}).items())
         click.echo(f"variant    {precision:<8} {variant['file']:<22} {size:9.1f} MB  target {variant['target']}"
-                   f"  {check}")
+                   f"  {check}  runs on {_engines(precision)}")
         if CPU_FORM in variant:
             form = variant[CPU_FORM]
             extra = sum(data["files"][f]["bytes"] for f in form["files"] if f not in variant["files"]) / 1e6
@@ -62,3 +63,12 @@ def print_summary(manifest) -> None:
     click.echo(f"versions   {versions}")
     if data.get("machine"):  # the gate figures were measured with this CPU's int8 kernel
         click.echo(f"exported   on {describe(data['machine'])}")
+
+
+def _engines(precision: str) -> str:
+    """Which Session providers load a variant (its precision's row)."""
+    row = PRECISIONS.get(precision)
+    if row is None:  # the raw-audio variant: onnxruntime only (runtime.session)
+        return "onnxruntime"
+    engines = (["onnxruntime"] if row.onnxruntime else []) + (["openvino"] if row.openvino else [])
+    return " + ".join(engines) + (" (bf16 CPUs)" if row.openvino_hint == "bf16" else "")

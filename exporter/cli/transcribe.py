@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from runtime.providers import SESSION_PROVIDERS
+
 from .common import verbosity
 
 FORMATS = ("text", "json", "srt", "vtt")
@@ -21,7 +23,8 @@ FORMATS = ("text", "json", "srt", "vtt")
 @click.argument("artifact", type=click.Path())
 @click.argument("audio", nargs=-1, required=True, type=click.Path())
 @click.option("--precision", default="fp32", show_default=True, help="Artifact variant to run.")
-@click.option("--provider", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "tensorrt"]))
+@click.option("--provider", default="cpu", show_default=True, type=click.Choice(SESSION_PROVIDERS),
+              help="onnxruntime's cpu / cuda / tensorrt, or openvino (the openvino extra; fp32, bf16, int8-qdq).")
 @click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: all cores).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Utterances (or chunks) per model call.")

@@ -36,12 +36,8 @@ TOLERANCES: dict[str, dict[str, float]] = {
     # character times are frame counts x 40 ms on both sides (equal unless an argmax flips);
     # classification scores are softmaxes of logits that agree to the fp32 tolerance above
     "pipeline": {"*": 1e-4, "timestamp": 1e-6},
-    # OpenVINO running an fp32 graph in bf16 (its default where the CPU has bf16 units), against
-    # transformers: bfloat16 keeps 8 significant bits (fp16: 11); 8.9e-3 read on the tiny preset
-    # (AMD Zen 4, AVX512_BF16; benchmarks/results/quick-bundled/). Scaled, as the reduced precisions.
-    "bf16": {"*": 0.05},
 }
-SCALED = frozenset({"bf16"})  # the scaled comparisons among TOLERANCES; every reduced precision's is too
+SCALED = frozenset()  # the scaled comparisons among TOLERANCES; every reduced precision's is scaled
 ENGINE_PREFIX = "engine-"  # "engine-<plan>": a TensorRT plan against the PyTorch reference
 
 

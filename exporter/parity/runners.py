@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runtime.ort_session import ort_session
+from runtime.precisions import PRECISIONS
 
 
 def _session(onnx_path: Path, threads: int | None):
@@ -34,3 +35,23 @@ def frontend_runner(onnx_path: Path, threads: int | None = None):
     def run(waveform, lengths):
         return dict(zip(names, session.run(None, {"waveform": waveform, "waveform_lengths": lengths})))
     return run
+
+
+def openvino_runner(onnx_path: Path, hint: str | None, threads: int | None = None):
+    """A features-in ONNX compiled by OpenVINO at inference precision `hint` (None: its own choice)."""
+    from runtime.openvino_runner import OpenVINORunner
+
+    runner = OpenVINORunner(onnx_path, hint, threads, cache_dir=None)
+
+    def run(features, mask):
+        return runner.run({"input_features": features, "attention_mask": mask})
+    return run
+
+
+def variant_runner(onnx_path: Path, precision: str, engine: str = "onnxruntime"):
+    """The runner a precision's variant is judged on: onnxruntime, or OpenVINO (`engine`, or a
+    precision onnxruntime cannot run) at the inference precision the row names."""
+    row = PRECISIONS.get(precision)
+    if engine == "openvino" or (row is not None and not row.onnxruntime):
+        return openvino_runner(onnx_path, row.openvino_hint if row else None)
+    return ort_runner(onnx_path)

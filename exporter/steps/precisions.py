@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.errors import GateError, OptionError
+from runtime.precisions import PRECISIONS
 
 from ..artifact import variant_entry
-from ..parity.runners import ort_runner
+from ..parity.runners import ort_runner, variant_runner
 from ..passes.op_counts import fused_op_counts
 from ..quantize import gates, sensitivity
 from ..quantize.calibration import BUNDLED_GATE, calibration_feeds, gate_data_record, held_out_batches
@@ -43,6 +44,9 @@ def add_precision_variants(staging: Path, manifest: dict, precisions, target: st
         gates.thresholds(precision, manifest["head"], options.gates)
     context = _context(staging, manifest, todo, options)
     for precision in todo:
+        if PRECISIONS[precision].shares_fp32:
+            manifest["variants"][precision] = _shared_fp32(context, manifest, precision, target, options)
+            continue
         name = f"model.{precision}.onnx"
         log.info("building %s (%s)", name, precision)
         result, kept, ranking = _build_gated(context, precision, name, options)
@@ -65,11 +69,31 @@ def _context(staging: Path, manifest: dict, todo, options: QuantOptions) -> dict
     batches = held_out_batches(options.gate_data, pre, dim, min_frames)
     log.info("accuracy gates on %d held-out utterances (%s)", sum(len(b[0]) for b in batches),
              options.gate_data or BUNDLED_GATE)
-    calibrate = any(converter_of(p).needs_calibration for p in todo)
+    calibrate = any(converter_of(p).needs_calibration for p in todo if not PRECISIONS[p].shares_fp32)
     calibration = calibration_feeds(options.calibration, pre, dim, min_frames) if calibrate else None
     return {"staging": staging, "fp32": fp32, "head": manifest["head"], "config": config, "batches": batches,
             "reference": ort_runner(fp32), "calibration": calibration,
             "names": weight_matmuls(onnx.load(str(fp32), load_external_data=False))}
+
+
+def _shared_fp32(context: dict, manifest: dict, precision: str, target: str, options: QuantOptions) -> dict:
+    """A precision that is fp32's file at another inference precision (bf16 on OpenVINO): gated like the
+    others, recorded with fp32's files."""
+    fp32 = manifest["variants"]["fp32"]
+    log.info("gating %s: %s on OpenVINO", precision, fp32["file"])
+    result = gates.evaluate(precision, context["head"], context["config"], context["reference"],
+                            variant_runner(context["fp32"], precision), context["batches"], options.gates)
+    if not result.passed:
+        raise GateError(f"{result.report()}\n{precision} is not recorded. It needs no file: relax a threshold "
+                        f"with --gate {precision}.KEY=VALUE if this loss is acceptable, or leave it out")
+    log.info("%s", result.report())
+    entry = variant_entry(fp32["file"], list(fp32["files"]), target, precision,
+                          parity={"scaled_error": result.metrics["scaled_error"],
+                                  "tolerance": result.thresholds["max_scaled_error"]},
+                          gate=result.record(), kept_fp32=[], fused_ops=fp32.get("fused_ops"),
+                          gate_data=gate_data_record(options.gate_data))
+    entry["engine"] = "openvino"
+    return entry
 
 
 def _build_gated(context: dict, precision: str, name: str, options: QuantOptions):

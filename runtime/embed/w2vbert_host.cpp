@@ -10,6 +10,7 @@
 //   W2VBERT_PYTHON=/path/venv/bin/python ./w2vbert_host ARTIFACT features FRAMES OUT.f32
 //                                                       # input_features [1, FRAMES, 160]
 //   ./w2vbert_host ARTIFACT waveform SAMPLES OUT.f32    # fp32-frontend variant, raw 16 kHz audio
+// W2VBERT_PROVIDER picks the Session's provider (cpu by default; openvino with the openvino extra).
 // The first output of the model is written to OUT.f32 as raw little-endian float32, and its
 // shape is printed on stdout. Inputs are a fixed deterministic pattern, so a test can rebuild
 // them in Python and compare with runtime.Session.
@@ -91,7 +92,9 @@ int main(int argc, char** argv) {
 
         Ref session_type(PyObject_GetAttrString(runtime.p, "Session"));
         Ref args(Py_BuildValue("(s)", artifact.c_str()));
-        Ref kwargs(Py_BuildValue("{s:s}", "precision", raw ? "fp32-frontend" : "fp32"));
+        const char* provider = std::getenv("W2VBERT_PROVIDER");  // e.g. openvino; Session's default otherwise
+        Ref kwargs(Py_BuildValue("{s:s,s:s}", "precision", raw ? "fp32-frontend" : "fp32", "provider",
+                                 provider ? provider : "cpu"));
         Ref session(PyObject_Call(session_type.p, args.p, kwargs.p));
         if (!session) return fail("cannot load the artifact");
         Ref outputs(PyObject_CallMethod(session.p, raw ? "run_frontend" : "run", "O", array.p));

@@ -24,7 +24,7 @@ def test_precisions_and_their_targets():
         for target in row.targets:
             check_precision(precision, target)
     refused(lambda: check_precision("fp8", "ort"), "precision 'fp8' is unknown; expected one of fp32, fp16, int8, "
-                                                   "int8-qdq, int4")
+                                                   "int8-qdq, bf16, int4")
     refused(lambda: check_precision("int8", "tensorrt"), "precision int8 cannot target tensorrt: it needs "
             "onnxruntime-only operators (use int8-qdq: explicit Q/DQ that TensorRT builds)")
     refused(lambda: check_precision("int4", "tensorrt"), "precision int4 cannot target tensorrt: it needs "

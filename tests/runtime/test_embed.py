@@ -57,10 +57,12 @@ def artifact(tmp_path_factory):
     return export(None, tmp_path_factory.mktemp("embed") / "digits", with_frontend=True)
 
 
-def run_host(host: Path, *args) -> subprocess.CompletedProcess:
+def run_host(host: Path, *args, provider: str | None = None) -> subprocess.CompletedProcess:
     """As a service runs it: a bare PATH, no PYTHONPATH; W2VBERT_PYTHON names this interpreter (a venv's
     python sees the venv's site-packages, with the package installed in it)."""
     env = {"PATH": "/usr/bin:/bin", "W2VBERT_PYTHON": sys.executable, "HOME": os.environ.get("HOME", "/")}
+    if provider:
+        env["W2VBERT_PROVIDER"] = provider
     return subprocess.run([str(host), *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -72,6 +74,21 @@ def test_host_features_equal_session(host, artifact, tmp_path):
     assert done.stdout.split() == ["logits", "shape", *map(str, expected.shape)]
     got = np.fromfile(tmp_path / "out.f32", dtype=np.float32).reshape(expected.shape)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_host_runs_the_openvino_provider(host, artifact, tmp_path):
+    pytest.importorskip("openvino", reason="the openvino extra (pip install 'w2vbert-deploy[openvino]')")
+    frames = 123
+    done = run_host(host, artifact, "features", frames, tmp_path / "out.f32", provider="openvino")
+    assert done.returncode == 0, done.stderr
+    features = pattern(frames * 160, 1.5).reshape(1, frames, 160)
+    expected = Session(artifact, provider="openvino").run(features)["logits"]
+    got = np.fromfile(tmp_path / "out.f32", dtype=np.float32).reshape(expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)  # the same engine on the same input (equal here)
+    reference = Session(artifact).run(features)["logits"]
+    np.testing.assert_allclose(got, reference, rtol=0, atol=1e-4)  # the fp32 contract (compare.TOLERANCES)
+    failed = run_host(host, artifact, "features", frames, tmp_path / "x.f32", provider="tpu")
+    assert failed.returncode == 1 and "provider 'tpu' is unknown" in failed.stderr
 
 
 def test_host_frontend_variant_equals_session(host, artifact, tmp_path):

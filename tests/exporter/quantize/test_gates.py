@@ -272,8 +272,8 @@ def test_thresholds_per_head_and_precision():
 def test_override_refusals_name_what_is_allowed():
     from runtime.errors import OptionError
 
-    known = "['max_cer', 'max_scaled_error', 'min_agreement', 'min_cosine'] and PRECISION in ['fp16', 'int4', " \
-            "'int8', 'int8-qdq']"
+    known = "['max_cer', 'max_scaled_error', 'min_agreement', 'min_cosine'] and PRECISION in ['bf16', 'fp16', " \
+            "'int4', 'int8', 'int8-qdq']"
     for item in ("bogus=1", "max_cer", "fp8.max_cer=1"):
         with pytest.raises(OptionError) as caught:
             parse_overrides([item])
