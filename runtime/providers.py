@@ -17,9 +17,10 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-# what Session(provider=...), transcribe --provider and serve --provider take: onnxruntime's, and
-# OpenVINO's CPU plugin (runtime.openvino_runner); "trt-engine" (a prebuilt plan) is the API's alone
-SESSION_PROVIDERS = (*PROVIDERS, "openvino")
+# what Session(provider=...), transcribe --provider and serve --provider take: onnxruntime's, OpenVINO's
+# CPU plugin (runtime.openvino_runner) and "auto" (runtime.engine_choice); "trt-engine" (a prebuilt
+# plan) is the API's alone
+SESSION_PROVIDERS = (*PROVIDERS, "openvino", "auto")
 
 
 def profile_shape_strings(profile: dict, feature_dim: int) -> dict[str, str]:

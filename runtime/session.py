@@ -19,6 +19,7 @@ from .errors import ArtifactError, DependencyError, InputError, require
 from .features import HOP_LENGTH
 from .inputs import check_attention_memory, check_features, check_mask, check_waveform, is_whole
 from .manifest import Manifest, check_matches_model, load_manifest
+from .engine_choice import auto_provider
 from .ort_session import ort_session
 from .precisions import PRECISIONS
 from .providers import PROVIDERS, SESSION_PROVIDERS, provider_options
@@ -38,8 +39,9 @@ class Session:
         path: artifact directory written by ``w2vbert export``, or a bare ``.onnx``.
         precision: which variant of the artifact to load ("fp32", ...).
         provider: "cpu", "cuda" or "tensorrt" (onnxruntime execution providers), "openvino" (OpenVINO's
-            CPU plugin, the `openvino` extra: fp32 and int8-qdq), or "trt-engine" (the artifact's
-            TensorRT plan for `precision`, built by ``export --engine``).
+            CPU plugin, the `openvino` extra: fp32, bf16 and int8-qdq), "auto" (the one measured fastest
+            for `precision` on this CPU kind: runtime.engine_choice; `self.provider` says which), or
+            "trt-engine" (the artifact's TensorRT plan for `precision`, built by ``export --engine``).
         threads: intra-op threads; None lets onnxruntime use every core.
         verify: check sha256 of the model files against the manifest (slow for 2 GB models).
         spin: let onnxruntime's threads spin-wait between calls (lowest latency); turn off when
@@ -57,6 +59,9 @@ class Session:
                  cache_dir: str | Path | None = None, max_attention_bytes: int = 4 * 2 ** 30,
                  memory_arena: bool = True):
         path = Path(os.path.abspath(path))  # a later os.chdir must not change what it reads
+        if provider == "auto":
+            provider = auto_provider(precision)
+        self.provider = provider
         self._engine = None
         self.max_attention_bytes = int(max_attention_bytes)
         _check_threads(threads)

@@ -131,3 +131,25 @@ def test_attention_memory_guard_counts_batch_heads_and_frames_squared():
             "Session(max_attention_bytes=...)); split it, or use transcribe / infer, which chunk long audio")
     with pytest.raises(InputError, match=re.escape("needs ~23.8 GiB for attention scores per layer (limit 4.0 GiB")):
         check_attention_memory(1, 40_000, 4, 4 * 2 ** 30)
+
+
+def test_float64_beyond_float32_is_refused_as_inf_without_a_numpy_warning():
+    """The cast to float32 overflows on purpose (the Inf is then reported); numpy must not warn about it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=re.escape("input_features holds 8000 NaN/Inf values (first at (0, 0, 0))")):
+            check_features(np.full((1, 50, 160), 1e300), 160)
+
+
+def test_a_mask_that_is_no_array_is_named_attention_mask():
+    with pytest.raises(InputError, match="^attention_mask must be a numpy array, got str$"):
+        check_mask("abc", 1, 50, 1)
+    with pytest.raises(InputError, match="^attention_mask cannot be read as an array: "):
+        check_mask([[1, 1], [1]], 2, 2, 1)
+
+
+def test_missing_waveform_lengths_are_int64_full_lengths():
+    _, lengths = check_waveform(np.zeros((2, 4000), np.float32), None, 400)
+    assert lengths.dtype == np.int64 and lengths.tolist() == [4000, 4000]

@@ -172,3 +172,22 @@ def test_transcribe_and_verify_through_the_cli(artifact, tmp_path):
     lines = [line for line in verified.output.splitlines() if " ok (openvino)" in line]
     expected = ["fp32 parity", *(["bf16 gate"] if has_bf16() else []), "int8-qdq gate"]
     assert [line.split(": ", 1)[1].removesuffix(" ok (openvino)") for line in lines] == expected, verified.output
+
+
+def test_auto_picks_the_measured_engine_per_cpu_kind(artifact, tmp_path):
+    from runtime.engine_choice import FASTEST, auto_provider, cpu_flags, cpu_kind
+
+    amx = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
+    assert cpu_kind(amx) == "amx" and cpu_kind({"avx2", "avx512_bf16"}) == "avx512_bf16"
+    assert cpu_kind({"avx2", "fma"}) == "other" and cpu_kind(set()) == "other"
+    assert auto_provider("int8-qdq", amx, openvino=True) == "openvino"
+    assert auto_provider("int8-qdq", amx, openvino=False) == "cpu"  # the rule needs the extra installed
+    assert auto_provider("int8-qdq", {"avx2"}, openvino=True) == "cpu"
+    assert auto_provider("int8-qdq", {"avx2", "avx512_bf16"}, openvino=True) == "openvino"
+    assert auto_provider("fp32", amx | {"avx512_bf16"}, openvino=True) == "cpu"  # a tie: stays on onnxruntime
+    assert auto_provider("int8", amx, openvino=True) == "cpu"  # dynamic int8: onnxruntime's operators only
+    assert auto_provider("bf16", {"avx2"}, openvino=False) == "openvino"  # only OpenVINO runs it (or refuses)
+    assert auto_provider("fp32-frontend", amx, openvino=True) == "cpu"
+    here = FASTEST[cpu_kind(cpu_flags())].get("int8-qdq", "cpu")
+    session = Session(artifact, precision="int8-qdq", provider="auto", threads=1, cache_dir=tmp_path)
+    assert session.provider == here and session.engine.startswith("OpenVINO" if here == "openvino" else "onnxruntime")

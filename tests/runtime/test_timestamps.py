@@ -173,3 +173,23 @@ def test_out_dir_that_is_a_file_is_refused_before_running(artifact, tmp_path):
 def test_format_options_disagreeing(artifact):
     result = CliRunner().invoke(main, ["-q", "transcribe", str(artifact), str(SAMPLES[0]), "--json", "--format", "vtt"])
     assert result.exit_code == 2 and "--json and --format vtt disagree" in result.output
+
+
+def test_samples_per_frame_multiplies_the_adapter_stride_per_layer():
+    from runtime.timestamps import samples_per_frame
+
+    assert samples_per_frame({"add_adapter": False}, 2) == 320
+    assert samples_per_frame({"add_adapter": True, "adapter_stride": 2, "num_adapter_layers": 3}, 2) == 320 * 8
+    assert samples_per_frame({"add_adapter": True, "adapter_stride": 3, "num_adapter_layers": 2}, 1) == 160 * 9
+
+
+def test_span_ends_after_its_last_frame_and_is_clipped_to_the_recording():
+    from runtime.timestamps import Alignment
+
+    starts = np.array([0, 640, 1280, 1920])
+    alignment = Alignment(ids=np.zeros(4, np.int64), starts=starts, frame_samples=640, total_samples=16000,
+                          sampling_rate=16000)
+    assert alignment.span(1, 3) == (0.04, 0.12)  # frames 1 and 2: 640 / 16000 to (1280 + 640) / 16000
+    short = Alignment(ids=np.zeros(4, np.int64), starts=starts, frame_samples=640, total_samples=2000,
+                      sampling_rate=16000)
+    assert short.span(2, 4) == (0.08, 0.125)  # the last frame overhangs the 2000 samples: clipped

@@ -320,11 +320,13 @@ def test_a_failed_start_is_one_line_naming_the_cause(tmp_path):
 
 
 def test_serve_options_reach_the_running_models(served, tmp_path):
-    """--name, --instances, --host, --max-queue-delay-ms and --threads, read back from the live server."""
+    """--name, --instances, --host, --max-queue-delay-ms, --threads and --provider (OpenVINO), read back from
+    the live server; its transcript is the onnxruntime Session's."""
     _, art, _ = served
     ports = free_ports(3)
     proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "serve", str(art), "--name", "digits",
                              "--instances", "2", "--host", "127.0.0.2", "--max-queue-delay-ms", "0", "--threads", "1",
+                             "--provider", "openvino",
                              "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port",
                              str(ports[2])], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -340,6 +342,7 @@ def test_serve_options_reach_the_running_models(served, tmp_path):
                 assert [g["count"] for g in config["instance_group"]] == [2], config
                 assert "dynamic_batching" not in config, config  # a queue delay of 0: no batching wait
                 assert config["parameters"]["threads"]["string_value"] == "1"
+                assert config["parameters"]["provider"]["string_value"] == "openvino"
             wave = load_audio(SAMPLES[0])
             assert text(client.infer("digits_audio", audio_inputs(http, wave))) == Session(art).transcribe([wave])[0]
         finally:
