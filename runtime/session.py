@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from . import seal
+from .engine_choice import auto_provider
 from .errors import ArtifactError, DependencyError, InputError, require
 from .features import HOP_LENGTH
 from .inputs import check_attention_memory, check_features, check_mask, check_waveform, is_whole
 from .manifest import Manifest, check_matches_model, load_manifest
-from .engine_choice import auto_provider
 from .ort_session import ort_session
 from .precisions import PRECISIONS
 from .providers import PROVIDERS, SESSION_PROVIDERS, provider_options

@@ -100,7 +100,8 @@ def test_quick_benchmark_end_to_end_writes_schema(tmp_path, spin, monkeypatch):
     for peer in ("openvino", "ctranslate2"):  # the peers' versions are recorded where they are installed
         assert (peer in saved["versions"]) is (importlib.util.find_spec(peer) is not None)
     text = (tmp_path / "out" / "results.md").read_text()
-    assert text.count("| ours fp32") == 1
+    assert text.count("| ours fp32 (ort)") == 1
+    assert text.count("| ours fp32 (OpenVINO)") == (importlib.util.find_spec("openvino") is not None)
     assert f"after the grid fp32 {saved['peaks_after']['fp32']:.0f}, int8 {saved['peaks_after']['int8']:.0f}" in text
     assert saved["grid"]["spin"] is spin and all(f["spec"]["spin"] is spin for f in saved["backends"].values())
     assert ("spin-wait as each library does" in (tmp_path / "out" / "results.md").read_text()) is spin

@@ -139,7 +139,8 @@ def test_float64_beyond_float32_is_refused_as_inf_without_a_numpy_warning():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(InputError, match=re.escape("input_features holds 8000 NaN/Inf values (first at (0, 0, 0))")):
+        message = "input_features holds 8000 NaN/Inf values (first at (0, 0, 0))"
+        with pytest.raises(InputError, match=re.escape(message)):
             check_features(np.full((1, 50, 160), 1e300), 160)
 
 
