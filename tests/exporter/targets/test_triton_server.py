@@ -6,6 +6,7 @@ is bounded in count and in time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -50,6 +51,23 @@ def served(tmp_path_factory):
         yield server, art, names
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def serve_process(command: list[str], **popen):
+    """`w2vbert serve` as a child process; when the block ends, SIGTERM (how systemd and Docker stop it)
+    must end it with exit code 0 within 120 s. It is killed however the block ends."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **popen)
+    try:
+        yield proc
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert code == 0, proc.stderr.read()
 
 
 def http_client(server):
@@ -273,10 +291,8 @@ def test_serve_from_the_venv_by_path_without_activation_from_another_directory(s
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8"}
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    proc = subprocess.Popen([str(command), "serve", str(art), "--http-port", str(ports[0]), "--grpc-port",
-                             str(ports[1]), "--metrics-port", str(ports[2])], cwd=outside, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
+    with serve_process([str(command), "serve", str(art), "--http-port", str(ports[0]), "--grpc-port",
+                        str(ports[1]), "--metrics-port", str(ports[2])], cwd=outside, env=env) as proc:
         server = TritonServer(tmp_path, tmp_path, Ports(*ports))
         server.process = proc
         server.wait_ready(180)
@@ -290,13 +306,6 @@ def test_serve_from_the_venv_by_path_without_activation_from_another_directory(s
             assert caught.value.status() == "400" and "NaN or Inf" in str(caught.value)
         finally:
             client.close()
-        os.kill(proc.pid, signal.SIGTERM)
-        code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    assert code == 0, proc.stderr.read()
 
 
 def test_a_failed_start_is_one_line_naming_the_cause(tmp_path):
@@ -324,13 +333,10 @@ def test_serve_options_reach_the_running_models(served, tmp_path):
     the live server; its transcript is the onnxruntime Session's."""
     _, art, _ = served
     ports = free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "serve", str(art), "--name", "digits",
-                             "--instances", "2", "--host", "127.0.0.2", "--max-queue-delay-ms", "0", "--threads", "1",
-                             "--provider", "openvino",
-                             "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port",
-                             str(ports[2])], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
+    with serve_process([sys.executable, "-m", "exporter.cli", "serve", str(art), "--name", "digits",
+                        "--instances", "2", "--host", "127.0.0.2", "--max-queue-delay-ms", "0", "--threads", "1",
+                        "--provider", "openvino", "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
+                        "--metrics-port", str(ports[2])], cwd=tmp_path) as proc:
         server = TritonServer(tmp_path, tmp_path, Ports(*ports, host="127.0.0.2"))
         server.process = proc
         server.wait_ready(180)
@@ -349,10 +355,3 @@ def test_serve_options_reach_the_running_models(served, tmp_path):
             client.close()
         with pytest.raises(ConnectionRefusedError):  # it listens on the --host address only
             http.InferenceServerClient(f"127.0.0.1:{ports[0]}", connection_timeout=2).is_server_live()
-        os.kill(proc.pid, signal.SIGTERM)
-        code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    assert code == 0, proc.stderr.read()
