@@ -75,10 +75,10 @@ def transformers_backend(batch_size: int):
     return run
 
 
-def session_backend(artifact: Path, precision: str, batch_size: int):
+def session_backend(artifact: Path, precision: str, batch_size: int, provider: str = "cpu"):
     from runtime import Session
 
-    session = Session(artifact, precision=precision)
+    session = Session(artifact, precision=precision, provider=provider)
     if session.with_frontend:
         from runtime.tokenizer import CTCTokenizer
 
@@ -100,6 +100,7 @@ def session_backend(artifact: Path, precision: str, batch_size: int):
 
 
 PRECISIONS = tuple(REGISTRY)
+ENGINES = {"cpu": "onnxruntime", "openvino": "OpenVINO"}  # the Session providers each variant is run on
 # the bound on the CER change (absolute, percent) against the fp32 variant: each precision's gate
 CER_BOUNDS = {name: p.gate["max_cer"] for name, p in REGISTRY.items() if "max_cer" in p.gate}
 
@@ -117,15 +118,16 @@ def main(argv=None) -> None:
     started = time.time()
     sets = held_out_sets(args.per_set)
     tmp = Path(tempfile.mkdtemp(prefix="w2vbert-accuracy-"))
-    artifact = export(None, tmp / "digits", with_frontend=True, precisions=PRECISIONS)
+    artifact = export(None, tmp / "digits", with_frontend=True, precisions=exportable())
     backends = {"PyTorch reference (exporter.load_model)": reference_backend(args.batch_size)}
     try:
         backends["transformers PyTorch (Wav2Vec2BertForCTC)"] = transformers_backend(args.batch_size)
     except ImportError:
         print("transformers not installed: its row is skipped")
     for precision in load_manifest(artifact).data["variants"]:
-        backends[f"onnxruntime {precision} (runtime.Session)"] = session_backend(artifact, precision,
-                                                                                 args.batch_size)
+        for provider in providers_of(precision):
+            backends[f"{ENGINES[provider]} {precision} (runtime.Session)"] = session_backend(
+                artifact, precision, args.batch_size, provider)
     rows = []
     for name, run in backends.items():
         cells = []
@@ -137,20 +139,50 @@ def main(argv=None) -> None:
     print(precision_table(rows, list(sets)))
 
 
+def exportable() -> tuple[str, ...]:
+    """Every precision this machine can build: bf16 needs openvino and a CPU with bf16 units."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return tuple(p for p in PRECISIONS if REGISTRY[p].onnxruntime)
+    from runtime.openvino_runner import has_bf16
+
+    return tuple(p for p in PRECISIONS if REGISTRY[p].onnxruntime or has_bf16())
+
+
+def providers_of(precision: str) -> list[str]:
+    """The Session providers that run a variant here (the raw-audio one: onnxruntime only)."""
+    import importlib.util
+
+    row = REGISTRY.get(precision)
+    if row is None:
+        return ["cpu"]
+    ov = row.openvino and importlib.util.find_spec("openvino") is not None
+    return (["cpu"] if row.onnxruntime else []) + (["openvino"] if ov else [])
+
+
 def precision_table(rows, set_names) -> str:
-    """CER change of each reduced precision against the fp32 variant, checked against CER_BOUNDS."""
-    cer = {name.split()[1]: [c for c, _ in cells] for name, cells in rows if name.startswith("onnxruntime ")}
+    """CER change of each reduced precision (per engine) against the fp32 variant on onnxruntime, checked
+    against CER_BOUNDS."""
+    cer = {_variant(name): [c for c, _ in cells] for name, cells in rows if name.endswith("(runtime.Session)")}
     lines = ["| variant | " + " | ".join(f"CER change, {n}" for n in set_names) + " | bound | within |",
              "|---|" + "---:|" * len(set_names) + "---:|---|"]
-    for precision, cells in cer.items():
-        if precision in ("fp32", "fp32-frontend"):
+    for variant, cells in cer.items():
+        precision = variant.split()[0]
+        if variant in ("fp32", "fp32-frontend"):
             continue
         deltas = [c - f for c, f in zip(cells, cer["fp32"])]
         bound = CER_BOUNDS.get(precision)
         within = "-" if bound is None else ("yes" if all(abs(d) <= bound for d in deltas) else "NO")
-        lines.append(f"| {precision} | " + " | ".join(f"{d:+.2f}" for d in deltas)
+        lines.append(f"| {variant} | " + " | ".join(f"{d:+.2f}" for d in deltas)
                      + f" | {'-' if bound is None else f'{bound:.1f}'} | {within} |")
     return "\n".join(lines)
+
+
+def _variant(name: str) -> str:
+    """'onnxruntime int8 (runtime.Session)' -> 'int8'; 'OpenVINO int8-qdq (...)' -> 'int8-qdq on OpenVINO'."""
+    engine, precision = name.split()[:2]
+    return precision if engine == "onnxruntime" else f"{precision} on {engine}"
 
 
 def write_report(args, rows, sets, seconds: float) -> None:
