@@ -235,7 +235,8 @@ def _result(worker, duration, batch, frames, seconds, flops, peaks) -> Result:
     latency = stats(seconds)
     median = latency["median"]
     precision = worker.spec.get("precision", "fp32")
-    peak = peaks.get("int8" if precision.startswith("int") else "fp32", 0.0)
+    roof = "int8" if precision.startswith("int") else ("bf16" if precision == "bf16" and "bf16" in peaks else "fp32")
+    peak = peaks.get(roof, 0.0)
     gflops = flops / median / 1e9
     return Result(backend=worker.spec["name"], duration=duration, batch=batch, frames=frames, latency=latency,
                   flops=flops, audio_seconds_per_second=duration * batch / median,

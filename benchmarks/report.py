@@ -114,8 +114,10 @@ def write_markdown(data: dict, path: Path, command: str) -> None:
     lines = [f"# Benchmark: {data['model']['label']}", "",
              f"Command: `{command}`", "",
              f"Machine: {_machine_line(machine)}; {data['grid']['threads']} threads. "
-             f"Measured peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, int8 {peaks['int8']:.0f} GOP/s "
-             f"(2048^3 matmul, see results.json){_peaks_after(data)}.",
+             f"Measured peaks: fp32 {peaks['fp32']:.0f} GFLOP/s, int8 {peaks['int8']:.0f} GOP/s"
+             + (f", bf16 {peaks['bf16']:.0f} GFLOP/s" if "bf16" in peaks else "")
+             + f" (the fastest engine's 500x1024x4096 matmul with a constant weight, see results.json)"
+             f"{_peaks_after(data)}.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", "",
              f"Grid: durations {data['grid']['durations']} s, batches {data['grid']['batches']}, "
              f"{data['grid']['warmup']} warm-up + {data['grid']['repeats']} interleaved runs per case; "
