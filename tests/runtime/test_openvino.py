@@ -191,3 +191,16 @@ def test_auto_picks_the_measured_engine_per_cpu_kind(artifact, tmp_path):
     here = FASTEST[cpu_kind(cpu_flags())].get("int8-qdq", "cpu")
     session = Session(artifact, precision="int8-qdq", provider="auto", threads=1, cache_dir=tmp_path)
     assert session.provider == here and session.engine.startswith("OpenVINO" if here == "openvino" else "onnxruntime")
+
+
+def test_pipeline_runs_on_openvino_with_the_same_transcripts(artifact):
+    from exporter.model.sources import BUNDLED
+    from runtime import pipeline
+    from runtime.audio import load_audio
+
+    waves = [load_audio(p) for p in sorted((BUNDLED / "samples").glob("*.wav"))[:3]]
+    on_ov = pipeline("automatic-speech-recognition", model=artifact, provider="openvino", threads=1)
+    on_cpu = pipeline("automatic-speech-recognition", model=artifact, threads=1)
+    assert on_ov.session.provider == "openvino" and on_ov.session.engine.startswith("OpenVINO")
+    assert [on_ov(w)["text"] for w in waves] == [on_cpu(w)["text"] for w in waves]
+    assert all(on_cpu(w)["text"] for w in waves)
