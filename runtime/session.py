@@ -126,10 +126,7 @@ class Session:
         """The variant's graph compiled by OpenVINO, at the inference precision its row names."""
         from .openvino_runner import DEFAULT_CACHE, OpenVINORunner, cache_folder, metadata_map
 
-        if precision.endswith("-frontend"):  # measured: its logits differ from onnxruntime's by 0.15 (bundled model)
-            raise InputError(f"the raw-audio variant {precision!r} does not run on OpenVINO (its front end's "
-                             "output differs); load 'fp32' with provider='openvino' and runtime.FeatureExtractor")
-        row = PRECISIONS.get(precision)
+        row = PRECISIONS.get(precision.removesuffix("-frontend"))  # the raw-audio variant: fp32's row
         if row is None or not row.openvino:
             runs = [name for name, p in PRECISIONS.items() if p.openvino]
             raise InputError(f"precision {precision!r} does not run on OpenVINO; it runs {', '.join(runs)}")

@@ -123,7 +123,7 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
 def _on_openvino(precision: str) -> bool:
     from runtime.precisions import PRECISIONS
 
-    row = PRECISIONS.get(precision)
+    row = PRECISIONS.get(precision.removesuffix("-frontend"))
     return row is not None and row.openvino
 
 

@@ -67,8 +67,8 @@ def print_summary(manifest) -> None:
 
 def _engines(precision: str) -> str:
     """Which Session providers load a variant (its precision's row)."""
-    row = PRECISIONS.get(precision)
-    if row is None:  # the raw-audio variant: onnxruntime only (runtime.session)
+    row = PRECISIONS.get(precision.removesuffix("-frontend"))  # the raw-audio variant: fp32's row
+    if row is None:
         return "onnxruntime"
     engines = (["onnxruntime"] if row.onnxruntime else []) + (["openvino"] if row.openvino else [])
     return " + ".join(engines) + (" (bf16 CPUs)" if row.openvino_hint == "bf16" else "")
