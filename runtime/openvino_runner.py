@@ -28,7 +28,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "w2vbert-deploy" / "openvino"
 
 
 def openvino():
-    return require("openvino", EXTRA, "provider='openvino'")
+    return require("openvino", EXTRA, "OpenVINO (provider='openvino', the bf16 precision)")
 
 
 def cpu_identity() -> str:
