@@ -17,7 +17,9 @@ def session(tmp_path_factory):
     return Session(export(None, tmp_path_factory.mktemp("a") / "digits"))
 
 
-@pytest.mark.parametrize("seconds", [0.5, 4.0, 9.99, 10.0, 31.3, 600.0])
+# 3.05, 6.02 and 9.05 s leave, without overlap, a last piece shorter than 4 frames of analysis (a sliver),
+# after 1, 2 and 3 whole chunks: the chunk before it must take it
+@pytest.mark.parametrize("seconds", [0.5, 3.05, 4.0, 6.02, 9.05, 9.99, 10.0, 31.3, 600.0])
 @pytest.mark.parametrize("chunk,overlap", [(4.0, 1.0), (30.0, 2.0), (3.0, 0.0)])
 def test_keep_regions_tile_the_recording(session, seconds, chunk, overlap):
     rate = 16000
@@ -122,3 +124,32 @@ def test_pipeline_fits_a_tensorrt_profile(session, monkeypatch):
         for _, audio, _, _ in pipe._chunks(wave):
             _, mask = pipe.features([audio])
             assert mask.shape[1] <= 300, (seconds, len(audio))
+
+
+def test_a_sliver_is_taken_by_the_chunk_before_it(session):
+    pipe = session.audio_runner(chunk_seconds=3.0, overlap_seconds=0.0)
+    wave = np.zeros(int(9.05 * 16000), np.float32)
+    chunks = pipe._chunks(wave)
+    assert [(start, len(audio), keep_from, keep_to) for start, audio, keep_from, keep_to in chunks] == \
+        [(0, 48000, 0, 48000), (48000, 48000, 0, 48000), (96000, 48800, 0, 48800)]
+
+
+def test_no_audio_and_alignment_without_a_ctc_head_are_refused(session, tmp_path):
+    from exporter.export import export
+
+    with pytest.raises(InputError, match="^no audio given$"):
+        session.audio_runner()([])
+    classifier = Session(export("tiny", tmp_path / "cls", head="SequenceClassification"))
+    with pytest.raises(InputError, match="^frame alignment needs a CTC head; this model's head is "
+                                         "SequenceClassification$"):
+        classifier.audio_runner().align([np.zeros(16000, np.float32)])
+
+
+def test_results_as_json():
+    from runtime.audio_runner import Result
+
+    assert Result(text="one", words=[{"word": "one", "start": 0.1, "end": 0.3}]).to_json() == \
+        {"text": "one", "words": [{"word": "one", "start": 0.1, "end": 0.3}]}
+    embedded = Result(embedding=np.array([1.5, -2.0], np.float32)).to_json()
+    assert embedded == {"embedding": [1.5, -2.0]} and all(type(v) is float for v in embedded["embedding"])
+    assert Result(hidden=np.zeros((3, 4), np.float32), label="x").to_json() == {"label": "x", "hidden_shape": [3, 4]}
