@@ -154,3 +154,18 @@ def test_a_mask_that_is_no_array_is_named_attention_mask():
 def test_missing_waveform_lengths_are_int64_full_lengths():
     _, lengths = check_waveform(np.zeros((2, 4000), np.float32), None, 400)
     assert lengths.dtype == np.int64 and lengths.tolist() == [4000, 4000]
+
+
+def test_objects_exposing_array_are_read_as_arrays():
+    """What torch tensors, xarray and pandas objects offer: __array__, without being lists or ndarrays."""
+
+    class Exposes:
+        def __init__(self, value):
+            self.value = value
+
+        def __array__(self, dtype=None, copy=None):
+            return np.asarray(self.value, dtype=dtype)
+
+    x = np.ones((1, 50, 160), np.float32)
+    np.testing.assert_array_equal(check_features(Exposes(x), 160), x)
+    np.testing.assert_array_equal(check_mask(Exposes(np.ones((1, 50), np.int64)), 1, 50, 1), np.ones((1, 50)))
