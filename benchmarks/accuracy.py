@@ -151,7 +151,8 @@ def exportable() -> tuple[str, ...]:
 
 
 def providers_of(precision: str) -> list[str]:
-    """The Session providers that run a variant here (the raw-audio one: onnxruntime only)."""
+    """The Session providers a variant is measured on here: the engines its row names, where installed (the
+    raw-audio variant: onnxruntime only, its OpenVINO run being fp32's graph behind the same front end)."""
     import importlib.util
 
     row = REGISTRY.get(precision)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.model.registry import HEADS
-from runtime.precisions import PRECISIONS
+from runtime.precisions import engines_of
 
 from .peers import installed
 
@@ -49,11 +49,11 @@ def plan_backends(source: str | None, artifact: Path, work_dir: Path) -> tuple[l
         if variant.get("frontend"):
             skipped.append((f"ours {precision}", "raw-audio variant: same graph as fp32 plus the front end"))
             continue
-        row = PRECISIONS.get(precision)
-        if row is None or row.onnxruntime:
+        engines = engines_of(precision)
+        if "onnxruntime" in engines:
             specs.append({"name": f"ours {precision} ({variant.get('target', 'ort')})", "kind": "session",
                           "artifact": str(artifact), "precision": precision, "provider": "cpu"})
-        if row is not None and row.openvino:
+        if "openvino" in engines:
             if installed("openvino"):
                 specs.append({"name": f"ours {precision} (OpenVINO)", "kind": "session", "artifact": str(artifact),
                               "precision": precision, "provider": "openvino"})

@@ -31,14 +31,19 @@ FASTEST: dict[str, dict[str, str]] = {
 }
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's instruction-set flags (Linux /proc/cpuinfo; empty elsewhere)."""
+def cpuinfo_field(name: str) -> str:
+    """The first CPU's `name` line of Linux /proc/cpuinfo ("model name", "flags"); "" elsewhere."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+        return ""
+    line = next((line for line in text.splitlines() if line.startswith(name)), "")
+    return line.partition(":")[2].strip()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    return set(cpuinfo_field("flags").split())
 
 
 def cpu_kind(flags: set[str]) -> str:

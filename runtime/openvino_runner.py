@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine_choice import cpuinfo_field
 from .errors import ArtifactError, DependencyError, InputError, require
 
 EXTRA = "openvino"
@@ -34,12 +35,8 @@ def openvino():
 def cpu_identity() -> str:
     """The CPU a compiled blob is valid for: its model name and instruction-set flags (Linux), else
     what platform says. OpenVINO picks kernels per ISA at compile time."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    keep = [line for line in text.splitlines() if line.startswith(("model name", "flags"))][:2]
-    return "\n".join(keep) or platform.machine()
+    known = "\n".join(filter(None, (cpuinfo_field("model name"), cpuinfo_field("flags"))))
+    return known or platform.processor() or platform.machine()
 
 
 def cache_folder(root: Path, variant_digest: str, hint: str | None) -> Path:

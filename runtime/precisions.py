@@ -96,6 +96,21 @@ def precision(name: str) -> Precision:
         raise KeyError(f"precision {name!r} is unknown; expected one of {', '.join(PRECISIONS)}") from None
 
 
+def variant_row(variant: str) -> Precision | None:
+    """The row of a manifest variant: its precision's, fp32's for the raw-audio variant ("fp32-frontend");
+    None for a name no row has."""
+    return PRECISIONS.get(variant.removesuffix("-frontend"))
+
+
+def engines_of(variant: str) -> tuple[str, ...]:
+    """The engines a Session runs a variant on: "onnxruntime", "openvino" or both (a name no row has:
+    onnxruntime, which runs any ONNX the export wrote)."""
+    row = variant_row(variant)
+    if row is None:
+        return ("onnxruntime",)
+    return tuple(name for name, runs in (("onnxruntime", row.onnxruntime), ("openvino", row.openvino)) if runs)
+
+
 def gated() -> dict[str, Precision]:
     """The precisions with an accuracy gate (every reduced one)."""
     return {name: p for name, p in PRECISIONS.items() if p.gate}

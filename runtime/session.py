@@ -21,7 +21,7 @@ from .features import HOP_LENGTH
 from .inputs import check_attention_memory, check_features, check_mask, check_waveform, is_whole
 from .manifest import Manifest, check_matches_model, load_manifest
 from .ort_session import ort_session
-from .precisions import PRECISIONS
+from .precisions import PRECISIONS, engines_of, variant_row
 from .providers import PROVIDERS, SESSION_PROVIDERS, provider_options
 from .shapes import min_frames, min_samples
 from .trt_cache import files_digest
@@ -68,8 +68,7 @@ class Session:
         self._verified = verify
         self.manifest: Manifest | None = None
         self.precision = precision
-        row = PRECISIONS.get(precision)
-        if row is not None and not row.onnxruntime and provider != "openvino":
+        if "onnxruntime" not in engines_of(precision) and provider != "openvino":
             raise InputError(f"precision {precision!r} runs on OpenVINO only: Session(..., provider='openvino'); "
                              f"provider {provider!r} has no {precision} kernels on this path")
         if provider == "trt-engine":
@@ -126,7 +125,7 @@ class Session:
         """The variant's graph compiled by OpenVINO, at the inference precision its row names."""
         from .openvino_runner import DEFAULT_CACHE, OpenVINORunner, cache_folder, metadata_map
 
-        row = PRECISIONS.get(precision.removesuffix("-frontend"))  # the raw-audio variant: fp32's row
+        row = variant_row(precision)
         if row is None or not row.openvino:
             runs = [name for name, p in PRECISIONS.items() if p.openvino]
             raise InputError(f"precision {precision!r} does not run on OpenVINO; it runs {', '.join(runs)}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from runtime.errors import OptionError, W2VBertError
-from runtime.precisions import PRECISIONS
+from runtime.precisions import PRECISIONS, engines_of
 
 from ..plan import CALIBRATORS, DEFAULT_OPSET, HEAD_NAMES, TARGETS
 from .common import configure_logging, missing_extra, verbosity
@@ -120,19 +120,6 @@ def export(source, out, head, opset, precision, calibration, calibrator, gate_da
     print_summary(load_manifest(path))
 
 
-def _on_openvino(precision: str) -> bool:
-    from runtime.precisions import PRECISIONS
-
-    row = PRECISIONS.get(precision.removesuffix("-frontend"))
-    return row is not None and row.openvino
-
-
-def _openvino_only(precision: str) -> bool:
-    from runtime.precisions import PRECISIONS
-
-    return precision in PRECISIONS and not PRECISIONS[precision].onnxruntime
-
-
 @main.command()
 @click.argument("artifact", type=click.Path())
 @click.option("--source", help="Checkpoint dir or preset to compare with (default: the one in the manifest).")
@@ -163,14 +150,14 @@ def verify(artifact, source, precision, backend, gate_data, gate_overrides):
     if precision is not None or backend == "tensorrt":
         precisions = [precision or "fp32"]
     else:
-        precisions = [p for p in manifest.data["variants"] if backend != "openvino" or _on_openvino(p)]
+        precisions = [p for p in manifest.data["variants"] if backend != "openvino" or "openvino" in engines_of(p)]
     for i, name in enumerate(precisions):
         rows = verify_artifact(artifact, source=source, precision=name, backend=backend, gate_data=gate_data,
                                gates=overrides, check_files=i == 0)
         for row in rows:
             click.echo(row.row())
         what = "gate" if rows and isinstance(rows[0], GateRow) else "parity"
-        click.echo(f"{artifact}: {name} {what} ok ({'openvino' if _openvino_only(name) else backend})")
+        click.echo(f"{artifact}: {name} {what} ok ({'openvino' if engines_of(name) == ('openvino',) else backend})")
     if precision is None and backend == "onnxruntime" and manifest.data.get("sherpa_onnx"):
         from ..verify import verify_sherpa
 

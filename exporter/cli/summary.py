@@ -8,7 +8,7 @@ import click
 
 from runtime.errors import ArtifactError
 from runtime.manifest import CPU_FORM, load_manifest
-from runtime.precisions import PRECISIONS
+from runtime.precisions import engines_of, variant_row
 
 from ..machine import describe
 
@@ -66,9 +66,7 @@ def print_summary(manifest) -> None:
 
 
 def _engines(precision: str) -> str:
-    """Which Session providers load a variant (its precision's row)."""
-    row = PRECISIONS.get(precision.removesuffix("-frontend"))  # the raw-audio variant: fp32's row
-    if row is None:
-        return "onnxruntime"
-    engines = (["onnxruntime"] if row.onnxruntime else []) + (["openvino"] if row.openvino else [])
-    return " + ".join(engines) + (" (bf16 CPUs)" if row.openvino_hint == "bf16" else "")
+    """Which engines load a variant (its precision's row)."""
+    row = variant_row(precision)
+    bf16 = row is not None and row.openvino_hint == "bf16"
+    return " + ".join(engines_of(precision)) + (" (bf16 CPUs)" if bf16 else "")
